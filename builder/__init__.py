@@ -1,0 +1,1 @@
+"""Build and publish the rmsnorm kernel without Nix."""

@@ -1,0 +1,410 @@
+"""Build kernel-builder's ``build/<variant>/`` without Nix.
+
+Reads ``build.toml`` and produces, for the torch and CUDA toolkit of the running
+Python environment, exactly the folder kernel-builder's ``local_install`` target
+writes: ``_<name>_<backend>_<id>.abi3.so`` (ops registered under that unique
+namespace), the package's Python files, a generated ``_ops.py`` and a
+``metadata.json`` that the kernels loader accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+OPS_PY_TEMPLATE = '''import torch
+from . import {ops_name}
+ops = torch.ops.{ops_name}
+
+def add_op_namespace_prefix(op_name: str):
+    """
+    Prefix op by namespace.
+    """
+    return f"{ops_name}::{{op_name}}"
+'''
+
+REGISTRATION_H = """#pragma once
+
+#include <Python.h>
+
+#define _CONCAT(A, B) A##B
+#define CONCAT(A, B) _CONCAT(A, B)
+
+#define _STRINGIFY(A) #A
+#define STRINGIFY(A) _STRINGIFY(A)
+
+// A version of TORCH_LIBRARY that expands the NAME, i.e. so NAME
+// could be a macro instead of a literal token.
+#define TORCH_LIBRARY_EXPAND(NAME, MODULE) TORCH_LIBRARY(NAME, MODULE)
+
+// A version of TORCH_LIBRARY_IMPL that expands the NAME, i.e. so NAME
+// could be a macro instead of a literal token.
+#define TORCH_LIBRARY_IMPL_EXPAND(NAME, DEVICE, MODULE) \\
+  TORCH_LIBRARY_IMPL(NAME, DEVICE, MODULE)
+
+// REGISTER_EXTENSION allows the shared library to be loaded and initialized
+// via python's import statement.
+#define REGISTER_EXTENSION(NAME)                                               \\
+  PyMODINIT_FUNC CONCAT(PyInit_, NAME)() {                                     \\
+    static struct PyModuleDef module = {PyModuleDef_HEAD_INIT,                 \\
+                                        STRINGIFY(NAME), nullptr, 0, nullptr}; \\
+    return PyModule_Create(&module);                                           \\
+  }
+"""
+
+# Python 3.9 is the oldest Python the Hub requires extensions to load on.
+PY_LIMITED_API = "0x03090000"
+
+# Flags torch.utils.cpp_extension passes to nvcc: c10's Half/BFloat16 bring their
+# own conversions, and CUDA's implicit ones would make them ambiguous.
+NVCC_TORCH_FLAGS = [
+    "-D__CUDA_NO_HALF_OPERATORS__",
+    "-D__CUDA_NO_HALF_CONVERSIONS__",
+    "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
+    "-D__CUDA_NO_HALF2_OPERATORS__",
+]
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message says which and how to fix it."""
+
+
+@dataclass
+class KernelConfig:
+    """The parts of build.toml the builder uses."""
+
+    name: str
+    version: int
+    license: str
+    backends: list[str]
+    repo_id: str | None
+    torch_src: list[str]
+    torch_include: list[str]
+    torch_cxx_flags: list[str]
+    cuda_kernels: list[dict] = field(default_factory=list)
+
+    @property
+    def python_name(self) -> str:
+        return self.name.replace("-", "_")
+
+
+def load_config(repo_root: Path = REPO_ROOT) -> KernelConfig:
+    build_toml = repo_root / "build.toml"
+    with open(build_toml, "rb") as f:
+        raw = tomllib.load(f)
+    validate_with_kernels_parser(repo_root)
+    general = raw["general"]
+    torch_section = raw.get("torch", {})
+    return KernelConfig(
+        name=general["name"],
+        version=int(general["version"]),
+        license=general["license"],
+        backends=list(general["backends"]),
+        repo_id=general.get("hub", {}).get("repo-id"),
+        torch_src=list(torch_section.get("src", [])),
+        torch_include=list(torch_section.get("include", [])),
+        torch_cxx_flags=list(torch_section.get("cxx-flags", [])),
+        cuda_kernels=[k for k in raw.get("kernel", {}).values() if k.get("backend") == "cuda"],
+    )
+
+
+def validate_with_kernels_parser(repo_root: Path) -> None:
+    """Parse build.toml with the parser compiled into the kernels package."""
+    try:
+        from kernels._rust import Build
+    except ImportError:  # kernels is optional for building
+        return
+    try:
+        Build.open(str(repo_root))
+    except Exception as e:  # the Rust parser raises plain exceptions
+        raise BuildError(f"build.toml is rejected by the kernels parser: {e}") from e
+
+
+# --- What this environment builds -------------------------------------------------
+
+
+def torch_info() -> dict:
+    import torch
+
+    major, minor = (int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    return {
+        "torch_version": torch.__version__,
+        "torch_tag": f"torch{major}{minor}",
+        "cxx11_abi": bool(torch.compiled_with_cxx11_abi()),
+        "cuda": torch.version.cuda,
+    }
+
+
+def variant_name(backend: str, info: dict) -> str:
+    """kernel-builder's name: torch<MAJ><MIN>-cxx11-<cuXY|cpu>-<arch>-<os>."""
+    abi = "cxx11" if info["cxx11_abi"] else "cxx98"
+    if backend == "cuda":
+        if not info["cuda"]:
+            raise BuildError("the cuda backend needs a CUDA build of torch; this torch is CPU-only")
+        cu_major, cu_minor = info["cuda"].split(".")[:2]
+        backend_tag = f"cu{cu_major}{cu_minor}"
+    elif backend == "cpu":
+        backend_tag = "cpu"
+    else:
+        raise BuildError(f"backend {backend!r} is not built here; expected 'cuda' or 'cpu'")
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return f"{info['torch_tag']}-{abi}-{backend_tag}-{machine}-{platform.system().lower()}"
+
+
+def source_id(repo_root: Path) -> str:
+    """kernel-builder's build id: the git tree hash, plus _dirty for local edits."""
+    try:
+        tree = subprocess.run(
+            ["git", "rev-parse", "--short=7", "HEAD^{tree}"],
+            cwd=repo_root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo_root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return f"{tree}_dirty" if dirty else tree
+    except (OSError, subprocess.CalledProcessError):
+        digest = hashlib.sha1()
+        for path in sorted(repo_root.glob("**/*")):
+            if path.is_file() and path.suffix in {".cu", ".cuh", ".h", ".cpp", ".py", ".toml"}:
+                digest.update(path.read_bytes())
+        return digest.hexdigest()[:7] + "_dirty"
+
+
+def cuda_home() -> Path:
+    """The CUDA toolkit root that holds nvcc, include/ and lib64/."""
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(env):
+            return Path(os.environ[env])
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        root = Path(nvcc).resolve().parent.parent
+        if (root / "include" / "cuda_runtime.h").exists():
+            return root
+    for candidate in (Path("/usr/local/cuda"),):
+        if (candidate / "bin" / "nvcc").exists():
+            return candidate
+    raise BuildError("no CUDA toolkit found: set CUDA_HOME to the folder holding bin/nvcc and lib64/")
+
+
+def pip_cuda_include_dirs() -> list[Path]:
+    """Headers of the nvidia-* wheels torch installs (cusparse.h and friends,
+    which torch's CUDA headers include and a bare toolkit may lack)."""
+    dirs = []
+    for site in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        nvidia = Path(site) / "nvidia"
+        if not nvidia.is_dir():
+            continue
+        for include in sorted(nvidia.glob("*/include")) + sorted(nvidia.glob("*/*/include")):
+            if include.is_dir():
+                dirs.append(include)
+    return dirs
+
+
+# --- Compiling -----------------------------------------------------------------------
+
+
+@dataclass
+class CompileJob:
+    source: Path
+    obj: Path
+    command: list[str]
+
+
+def run_command(command: list[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(f"{what} failed (exit {result.returncode}):\n{' '.join(command)}\n{result.stdout}{result.stderr}")
+
+
+def gencode_flags(capabilities: list[str]) -> list[str]:
+    flags = []
+    for cap in capabilities:
+        digits = cap.replace(".", "")
+        flags += ["-gencode", f"arch=compute_{digits},code=sm_{digits}"]
+    return flags
+
+
+def build_variant(
+    backend: str,
+    *,
+    repo_root: Path = REPO_ROOT,
+    out_dir: Path | None = None,
+    capabilities: list[str] | None = None,
+    jobs: int | None = None,
+    log=print,
+) -> Path:
+    """Build one variant for this environment's torch; returns build/<variant>."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    config = load_config(repo_root)
+    if backend not in config.backends:
+        raise BuildError(f"backend {backend!r} is not listed in build.toml's backends {config.backends}")
+    info = torch_info()
+    variant = variant_name(backend, info)
+    ops_name = f"_{config.python_name}_{backend}_{source_id(repo_root)}"
+    out_dir = Path(out_dir or repo_root / "build")
+    variant_dir = out_dir / variant
+    work_dir = repo_root / "_build" / variant
+    gen_dir = work_dir / "gen"
+    gen_dir.mkdir(parents=True, exist_ok=True)
+    (gen_dir / "registration.h").write_text(REGISTRATION_H)
+    jobs = jobs or os.cpu_count() or 1
+    started = time.monotonic()
+    log(f"[build] {variant}: ops namespace {ops_name}")
+
+    python_include = sysconfig.get_paths()["include"]
+    includes = [gen_dir, *(repo_root / p for p in config.torch_include)]
+    includes += [Path(p) for p in cpp_extension.include_paths()] + [Path(python_include)]
+    defines = [
+        f"-DTORCH_EXTENSION_NAME={ops_name}",
+        f"-DPy_LIMITED_API={PY_LIMITED_API}",
+        f"-D_GLIBCXX_USE_CXX11_ABI={int(info['cxx11_abi'])}",
+        "-DCUDA_KERNEL" if backend == "cuda" else "-DCPU_KERNEL",
+    ]
+    cxx = os.environ.get("CXX", "g++")
+    cxx_flags = ["-std=c++20", "-fPIC", "-fvisibility=hidden", *config.torch_cxx_flags]
+
+    jobs_list: list[CompileJob] = []
+    obj_dir = work_dir / "obj"
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    cuda_root = cuda_home() if backend == "cuda" else None
+    cuda_includes = [cuda_root / "include", *pip_cuda_include_dirs()] if cuda_root else []
+
+    for src in config.torch_src:
+        if not src.endswith((".cpp", ".cc", ".c")):
+            continue
+        obj = obj_dir / (Path(src).name + ".o")
+        command = [cxx, *cxx_flags, *defines, *(f"-I{p}" for p in includes + cuda_includes),
+                   "-c", str(repo_root / src), "-o", str(obj)]
+        jobs_list.append(CompileJob(repo_root / src, obj, command))
+
+    if backend == "cuda":
+        nvcc = str(cuda_root / "bin" / "nvcc")
+        for kernel in config.cuda_kernels:
+            caps = capabilities or kernel.get("cuda-capabilities") or ["8.0", "8.9", "9.0"]
+            kernel_includes = [repo_root / p for p in kernel.get("include", [])]
+            for src in kernel["src"]:
+                if not src.endswith(".cu"):
+                    continue
+                obj = obj_dir / (Path(src).name + ".o")
+                command = [
+                    nvcc, "-std=c++20", *gencode_flags(caps), *kernel.get("cuda-flags", []),
+                    *NVCC_TORCH_FLAGS, *defines, "--threads", str(max(1, jobs)),
+                    "-Xcompiler", "-fPIC,-fvisibility=hidden",
+                    *(f"-I{p}" for p in kernel_includes + includes + cuda_includes),
+                    "-c", str(repo_root / src), "-o", str(obj),
+                ]
+                jobs_list.append(CompileJob(repo_root / src, obj, command))
+
+    sources_digest = _sources_digest(repo_root, config)
+
+    def compile_one(job: CompileJob) -> None:
+        stamp = job.obj.with_suffix(".stamp")
+        key = hashlib.sha256((" ".join(job.command) + sources_digest).encode()).hexdigest()
+        if job.obj.exists() and stamp.exists() and stamp.read_text() == key:
+            log(f"[build]   up to date: {job.source.relative_to(repo_root)}")
+            return
+        log(f"[build]   compiling {job.source.relative_to(repo_root)}")
+        t0 = time.monotonic()
+        run_command(job.command, f"compiling {job.source.relative_to(repo_root)}")
+        stamp.write_text(key)
+        log(f"[build]   compiled {job.source.relative_to(repo_root)} in {time.monotonic() - t0:.0f} s")
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(jobs_list)))) as pool:
+        for future in [pool.submit(compile_one, job) for job in jobs_list]:
+            future.result()
+
+    so_path = work_dir / f"{ops_name}.abi3.so"
+    libs = ["-lc10", "-ltorch", "-ltorch_cpu"]
+    lib_dirs = [Path(p) for p in cpp_extension.library_paths(device_type="cpu")]
+    if backend == "cuda":
+        libs += ["-lc10_cuda", "-ltorch_cuda", "-lcudart"]
+        lib_dirs += [cuda_root / "lib64", cuda_root / "lib"]
+    run_command(
+        [cxx, "-shared", "-o", str(so_path), *(str(j.obj) for j in jobs_list),
+         *(f"-L{p}" for p in lib_dirs if p.exists()), *libs],
+        "linking",
+    )
+
+    if variant_dir.exists():
+        shutil.rmtree(variant_dir)
+    variant_dir.mkdir(parents=True)
+    shutil.copy2(so_path, variant_dir / so_path.name)
+    package_dir = repo_root / "torch-ext" / config.python_name
+    for py in sorted(package_dir.rglob("*")):
+        if py.is_file() and py.suffix in {".py", ".pyi"} and "__pycache__" not in py.parts and py.name != "_ops.py":
+            target = variant_dir / py.relative_to(package_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(py, target)
+    (variant_dir / "_ops.py").write_text(OPS_PY_TEMPLATE.format(ops_name=ops_name))
+    metadata = {
+        "name": config.name,
+        "id": ops_name,
+        "version": config.version,
+        "license": config.license,
+        "python-depends": [],
+        "backend": {"type": backend},
+    }
+    if backend == "cuda":
+        metadata["backend"]["archs"] = list(caps)
+    (variant_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    log(f"[build] {variant} done in {time.monotonic() - started:.0f} s -> {variant_dir}")
+    return variant_dir
+
+
+def _sources_digest(repo_root: Path, config: KernelConfig) -> str:
+    """Hash of every file a compile reads from the repo (headers included)."""
+    digest = hashlib.sha256()
+    files = list(config.torch_src)
+    for kernel in config.cuda_kernels:
+        files += kernel["src"]
+    for rel in sorted(set(files)):
+        digest.update(rel.encode())
+        digest.update((repo_root / rel).read_bytes())
+    return digest.hexdigest()
+
+
+def backends_for_this_machine(config: KernelConfig) -> list[str]:
+    """CUDA torch builds both variants (the CUDA one also serves CPU tensors);
+    a CPU torch builds the CPU variant."""
+    info = torch_info()
+    return [b for b in ("cuda", "cpu") if b in config.backends and (b == "cpu" or info["cuda"])]
+
+
+def main_build(args) -> int:
+    config = load_config(REPO_ROOT)
+    backends = backends_for_this_machine(config) if args.backend == "all" else [args.backend]
+    if args.variant:
+        info = torch_info()
+        matching = [b for b in ("cuda", "cpu") if variant_name(b, info) == args.variant] if info else []
+        if not matching:
+            available = ", ".join(variant_name(b, info) for b in backends_for_this_machine(config))
+            raise BuildError(
+                f"variant {args.variant} cannot be built with this environment's torch "
+                f"{info['torch_version']}; it builds: {available}"
+            )
+        backends = matching
+    started = time.monotonic()
+    for backend in backends:
+        build_variant(backend, out_dir=args.out, capabilities=args.capabilities, jobs=args.jobs)
+    print(f"[build] all done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: python -m builder build")

@@ -1,0 +1,150 @@
+// Op registration and argument checks. Both ops run on CPU and CUDA tensors in
+// every variant: a CUDA build of torch always loads the CUDA variant, which
+// must still serve a model kernelized on the CPU.
+
+#include <ATen/MemoryOverlap.h>
+#include <torch/library.h>
+
+#include "registration.h"
+#include "torch_binding.h"
+
+#include "rmsnorm_cpu.h"
+#include "row_layout.h"
+
+#if defined(CUDA_KERNEL)
+void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
+                   const std::optional<torch::Tensor>& weight, const rmsnorm::RowLayout& layout,
+                   double epsilon);
+#endif
+
+namespace {
+
+bool is_supported_dtype(at::ScalarType dtype) {
+  return dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16;
+}
+
+void check_arguments(const torch::Tensor& input, const std::optional<torch::Tensor>& weight) {
+  TORCH_CHECK(input.defined(), "rms_norm: input is an undefined tensor");
+  TORCH_CHECK(input.dim() >= 1,
+              "rms_norm: input must have at least one dimension (the hidden size), got a 0-d tensor");
+  TORCH_CHECK(is_supported_dtype(input.scalar_type()),
+              "rms_norm: input dtype must be float32, float16 or bfloat16, got ", input.scalar_type());
+  TORCH_CHECK(input.is_cpu() || input.is_cuda(), "rms_norm: input is on ", input.device(),
+              "; expected a CPU or CUDA tensor");
+#if !defined(CUDA_KERNEL)
+  TORCH_CHECK(!input.is_cuda(), "rms_norm: this build of the kernel is CPU-only; input is on ",
+              input.device());
+#endif
+  if (!weight) return;
+  const int64_t hidden = input.size(-1);
+  TORCH_CHECK(weight->dim() == 1 && weight->size(0) == hidden, "rms_norm: weight must be 1-D with ",
+              hidden, " elements (the input's last dimension), got shape ", weight->sizes());
+  TORCH_CHECK(weight->scalar_type() == input.scalar_type() || weight->scalar_type() == at::kFloat,
+              "rms_norm: weight dtype must be the input's (", input.scalar_type(),
+              ") or float32, got ", weight->scalar_type());
+  TORCH_CHECK(weight->device() == input.device(), "rms_norm: weight is on ", weight->device(),
+              " but input is on ", input.device(), "; both must be on the same device");
+}
+
+at::ScalarType result_dtype(const torch::Tensor& input, const std::optional<torch::Tensor>& weight) {
+  return weight ? weight->scalar_type() : input.scalar_type();  // weight is T or float32
+}
+
+void check_out(const torch::Tensor& out, const torch::Tensor& input,
+               const std::optional<torch::Tensor>& weight) {
+  TORCH_CHECK(out.sizes() == input.sizes(), "rms_norm: out must have the input's shape ",
+              input.sizes(), ", got ", out.sizes());
+  const auto expected = result_dtype(input, weight);
+  TORCH_CHECK(out.scalar_type() == expected, "rms_norm: out must have dtype ", expected,
+              " (torch.result_type(weight, input)), got ", out.scalar_type());
+  TORCH_CHECK(out.device() == input.device(), "rms_norm: out is on ", out.device(),
+              " but input is on ", input.device());
+  TORCH_CHECK(out.is_contiguous(), "rms_norm: out must be contiguous, got strides ", out.strides());
+  TORCH_CHECK(at::get_overlap_status(out, input) == at::MemOverlapStatus::No,
+              "rms_norm: out must not share memory with the input; pass a separate tensor");
+  if (weight) {
+    TORCH_CHECK(at::get_overlap_status(out, *weight) == at::MemOverlapStatus::No,
+                "rms_norm: out must not share memory with the weight");
+  }
+}
+
+// Folds the leading dimensions into at most kMaxRowDims (outermost first);
+// returns false when the rows need more, in which case the caller copies.
+bool fold_rows(const torch::Tensor& input, rmsnorm::RowLayout& layout) {
+  layout.hidden = input.size(-1);
+  layout.rows = input.numel() / std::max<int64_t>(layout.hidden, 1);
+  if (layout.hidden == 0) layout.rows = 0;
+  std::vector<int64_t> sizes, strides;  // innermost first while folding
+  for (int64_t d = input.dim() - 2; d >= 0; --d) {
+    const int64_t size = input.size(d), stride = input.stride(d);
+    if (size == 1) continue;
+    if (!sizes.empty() && stride == strides.back() * sizes.back()) {
+      sizes.back() *= size;
+    } else {
+      sizes.push_back(size);
+      strides.push_back(stride);
+    }
+  }
+  if (sizes.empty()) {  // a single row
+    sizes.push_back(1);
+    strides.push_back(layout.hidden);
+  }
+  if (sizes.size() > static_cast<size_t>(rmsnorm::kMaxRowDims)) return false;
+  layout.num_dims = static_cast<int>(sizes.size());
+  for (int i = 0; i < layout.num_dims; ++i) {
+    layout.sizes[i] = sizes[layout.num_dims - 1 - i];
+    layout.strides[i] = strides[layout.num_dims - 1 - i];
+  }
+  return true;
+}
+
+void run(torch::Tensor& out, const torch::Tensor& input_arg,
+         const std::optional<torch::Tensor>& weight_arg, double epsilon) {
+  torch::Tensor input = input_arg;
+  if (input.numel() == 0) return;
+  rmsnorm::RowLayout layout;
+  if (input.stride(-1) != 1 || !fold_rows(input, layout)) {
+    input = input.contiguous();
+    TORCH_CHECK(fold_rows(input, layout), "rms_norm: internal error folding rows");
+  }
+  std::optional<torch::Tensor> weight = weight_arg;
+  if (weight && !weight->is_contiguous()) weight = weight->contiguous();
+
+  if (input.is_cuda()) {
+#if defined(CUDA_KERNEL)
+    rms_norm_cuda(out, input, weight, layout, epsilon);
+#endif
+  } else {
+    rms_norm_cpu(out, input, weight, layout, epsilon);
+  }
+}
+
+}  // namespace
+
+torch::Tensor rms_norm(const torch::Tensor& input, const std::optional<torch::Tensor>& weight,
+                       double epsilon) {
+  check_arguments(input, weight);
+  torch::Tensor out = torch::empty(input.sizes(), input.options().dtype(result_dtype(input, weight)));
+  run(out, input, weight, epsilon);
+  return out;
+}
+
+void rms_norm_out(torch::Tensor& out, const torch::Tensor& input,
+                  const std::optional<torch::Tensor>& weight, double epsilon) {
+  check_arguments(input, weight);
+  check_out(out, input, weight);
+  run(out, input, weight, epsilon);
+}
+
+TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops) {
+  ops.def("rms_norm(Tensor input, Tensor? weight, float epsilon) -> Tensor");
+  ops.def("rms_norm_out(Tensor! out, Tensor input, Tensor? weight, float epsilon) -> ()");
+  ops.impl("rms_norm", c10::DeviceType::CPU, &rms_norm);
+  ops.impl("rms_norm_out", c10::DeviceType::CPU, &rms_norm_out);
+#if defined(CUDA_KERNEL)
+  ops.impl("rms_norm", c10::DeviceType::CUDA, &rms_norm);
+  ops.impl("rms_norm_out", c10::DeviceType::CUDA, &rms_norm_out);
+#endif
+}
+
+REGISTER_EXTENSION(TORCH_EXTENSION_NAME)
