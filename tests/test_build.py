@@ -1,0 +1,82 @@
+"""The builder's output is kernel-builder's layout, and the loader accepts it."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from kernels._rust import Build, Metadata
+
+from conftest import BUILD_DIR, REPO_ID, REPO_ROOT, VERSION
+
+VARIANT_RE = re.compile(r"^torch(\d)(\d+)-cxx11-(cu\d+|cpu)-(x86_64|aarch64)-linux$")
+
+
+def variant_dirs():
+    return sorted(p.parent for p in BUILD_DIR.glob("*/metadata.json"))
+
+
+def test_build_toml_accepted_by_kernels_parser():
+    Build.open(str(REPO_ROOT))
+
+
+def test_this_machine_variants_were_built():
+    major, minor = torch.__version__.split(".")[:2]
+    names = {p.name for p in variant_dirs()}
+    assert f"torch{major}{minor}-cxx11-cpu-x86_64-linux" in names or sys.platform != "linux"
+    if torch.version.cuda:
+        cu = "cu" + "".join(torch.version.cuda.split(".")[:2])
+        assert f"torch{major}{minor}-cxx11-{cu}-x86_64-linux" in names
+
+
+@pytest.mark.parametrize("variant", variant_dirs(), ids=lambda p: p.name)
+def test_variant_layout(variant):
+    match = VARIANT_RE.match(variant.name)
+    assert match, variant.name
+    backend = "cpu" if match.group(3) == "cpu" else "cuda"
+
+    metadata = Metadata.read_from_file(variant / "metadata.json")
+    raw = json.loads((variant / "metadata.json").read_text())
+    assert str(metadata.name) == "rmsnorm" and metadata.version == VERSION
+    assert metadata.license == "Apache-2.0" and metadata.python_depends == []
+    assert str(metadata.backend.backend_type).lower().endswith(backend)
+    assert re.fullmatch(rf"_rmsnorm_{backend}_[0-9a-f]{{7}}(_dirty)?", metadata.id), metadata.id
+    if backend == "cuda":
+        assert {"8.0", "8.9", "9.0"} <= set(raw["backend"]["archs"])
+
+    files = {p.name for p in variant.iterdir()}
+    assert {"__init__.py", "_ops.py", "layers.py", "metadata.json", f"{metadata.id}.abi3.so"} <= files
+    ops_py = (variant / "_ops.py").read_text()
+    assert f"torch.ops.{metadata.id}" in ops_py and f"from . import {metadata.id}" in ops_py
+
+
+def test_get_local_kernel_on_build_dir():
+    from kernels import get_local_kernel
+
+    kernel = get_local_kernel(BUILD_DIR)
+    x = torch.randn(2, 16)
+    assert kernel.rms_norm(x, torch.ones(16), 1e-6).shape == (2, 16)
+
+
+def test_cpu_variant_loads_and_is_exact():
+    """The torch<MAJ><MIN>-cxx11-cpu variant, as a CPU build of torch would pick it."""
+    from kernels import get_kernel
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    kernel = get_kernel(REPO_ID, version=VERSION, backend="cpu")
+    assert "_cpu_" in kernel.__name__
+    module = LlamaRMSNorm(300, eps=1e-5)
+    with torch.no_grad():
+        module.weight.uniform_(0.5, 1.5)
+    x = torch.randn(5, 300)
+    with torch.no_grad():
+        assert torch.equal(kernel.rms_norm(x, module.weight, 1e-5), module(x))
+
+
+def test_no_generated_files_tracked():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
+    generated = [f for f in tracked if f.startswith("build/") or f.endswith((".so", "/_ops.py", "registration.h"))]
+    assert generated == []

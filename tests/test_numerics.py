@@ -1,0 +1,136 @@
+"""Numerics against Hugging Face's own RMSNorm modules and an fp64 reference.
+
+On the CPU the kernel must equal HF eager bit for bit. On CUDA the normalized
+value x * rsqrt(mean(x^2) + eps) differs from ATen's only through the order in
+which the H squares are summed (ATen's CUDA reduction picks its thread layout
+from the number of rows); the rsqrt, both roundings and the weight multiply are
+the same operations. That moves the inverse RMS by at most an ulp of fp32, which
+survives the rounding to bf16/fp16 on a tiny fraction of elements and shows in
+every fp32 output: the bounds below state it, and the report prints the figures.
+"""
+
+import pytest
+import torch
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+from transformers.models.mistral.modeling_mistral import MistralRMSNorm
+from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
+from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
+
+from conftest import bitwise_report
+
+HF_MODULES = [LlamaRMSNorm, MistralRMSNorm, Qwen2RMSNorm, Qwen3RMSNorm]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+# Decode, a few tokens, a prime count; hidden sizes from head dims to 8K,
+# with odd ones that defeat vector loads and one past the register path.
+NUM_ROWS = [1, 7, 83]
+HIDDEN_SIZES = [1, 8, 127, 128, 768, 769, 896, 4096, 4097, 5120, 8192]
+WIDE_HIDDEN = [70001]
+
+# Allowed deviation from HF eager on CUDA (see the module docstring).
+CUDA_MIN_BITWISE = {torch.bfloat16: 0.999, torch.float16: 0.999, torch.float32: 0.0}
+CUDA_MAX_ULP = {torch.bfloat16: 1, torch.float16: 1, torch.float32: 8}
+
+
+def make_hf_module(cls, hidden, weight_dtype, device, eps=1e-5):
+    module = cls(hidden, eps=eps)
+    with torch.no_grad():
+        module.weight.copy_(torch.randn(hidden) * 0.5 + 1.0)  # never all ones
+    return module.to(device=device, dtype=weight_dtype)
+
+
+def check_against_hf(kernel, module, x):
+    with torch.no_grad():
+        expected = module(x)
+        got = kernel.rms_norm(x, module.weight, module.variance_epsilon)
+    report = bitwise_report(got, expected)
+    if x.device.type == "cpu":
+        assert report["bitwise_fraction"] == 1.0, report
+    else:
+        dtype = got.dtype
+        assert report["max_ulp"] <= CUDA_MAX_ULP[dtype], report
+        assert report["bitwise_fraction"] >= CUDA_MIN_BITWISE[dtype], report
+    return report
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("fp32_weight", [False, True], ids=["w=x.dtype", "w=fp32"])
+@pytest.mark.parametrize("hidden", HIDDEN_SIZES)
+@pytest.mark.parametrize("rows", NUM_ROWS)
+def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows):
+    torch.manual_seed(hidden * 1000 + rows)
+    weight_dtype = torch.float32 if fp32_weight else dtype
+    module = make_hf_module(LlamaRMSNorm, hidden, weight_dtype, device)
+    x = (torch.randn(rows, hidden, device=device) * 2.5).to(dtype)
+    check_against_hf(kernel, module, x)
+
+
+@pytest.mark.parametrize("cls", HF_MODULES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_matches_each_llama_order_family(kernel, device, cls, dtype):
+    torch.manual_seed(3)
+    module = make_hf_module(cls, 896, dtype, device, eps=1e-6)
+    x = torch.randn(2, 9, 896, device=device).to(dtype)
+    check_against_hf(kernel, module, x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("hidden", WIDE_HIDDEN)
+def test_wide_rows(kernel, device, dtype, hidden):
+    torch.manual_seed(7)
+    module = make_hf_module(LlamaRMSNorm, hidden, dtype, device)
+    x = torch.randn(3, hidden, device=device).to(dtype)
+    check_against_hf(kernel, module, x)
+
+
+def test_qwen3_qk_norm_on_strided_view(kernel, device):
+    """q_norm/k_norm normalize head_dim on (B, S, heads, head_dim) views whose
+    rows are not evenly spaced (here: slices of a fused qkv projection)."""
+    torch.manual_seed(5)
+    batch, seq, heads, head_dim = 2, 5, 4, 128
+    qkv = torch.randn(batch, seq, 3 * heads * head_dim, device=device).to(torch.bfloat16)
+    q = qkv[..., : heads * head_dim].view(batch, seq, heads, head_dim)
+    k = qkv[..., heads * head_dim : 2 * heads * head_dim].view(batch, seq, heads, head_dim)
+    assert not q.is_contiguous()
+    module = make_hf_module(Qwen3RMSNorm, head_dim, torch.bfloat16, device, eps=1e-6)
+    for view in (q, k, q.transpose(1, 2)):
+        check_against_hf(kernel, module, view)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_against_fp64_reference(kernel, device, dtype):
+    """Independent of HF: the Llama-order formula evaluated in float64, with the
+    one rounding to the input dtype the formula prescribes."""
+    torch.manual_seed(11)
+    rows, hidden, eps = 64, 1536, 1e-6
+    x = (torch.randn(rows, hidden, device=device) * 4).to(dtype)
+    weight = (torch.rand(hidden, device=device) + 0.5).to(dtype)
+    x64 = x.double()
+    normed = (x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
+    expected = weight.double() * normed.double()
+    got = kernel.rms_norm(x, weight, eps).double()
+    rel = (got - expected).norm() / expected.norm()
+    # Two roundings to the output dtype bound the error by about one ulp each.
+    bound = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    assert rel.item() < bound, rel.item()
+    assert torch.isfinite(got).all()
+
+
+def test_report_bitwise_figures(kernel, device, capsys):
+    """Prints the bitwise-equal fraction and max ulp per dtype (for the notes)."""
+    lines = []
+    for dtype in DTYPES:
+        totals = {"elements": 0, "equal": 0.0, "max_ulp": 0}
+        for hidden in (128, 896, 4096, 4097, 8192):
+            torch.manual_seed(hidden)
+            module = make_hf_module(LlamaRMSNorm, hidden, dtype, device)
+            x = torch.randn(256, hidden, device=device).to(dtype)
+            report = check_against_hf(kernel, module, x)
+            totals["elements"] += report["elements"]
+            totals["equal"] += report["bitwise_fraction"] * report["elements"]
+            totals["max_ulp"] = max(totals["max_ulp"], report["max_ulp"])
+        lines.append(
+            f"{device} {dtype}: {100 * totals['equal'] / totals['elements']:.4f}% bitwise equal to "
+            f"LlamaRMSNorm over {totals['elements']} elements, max ulp {totals['max_ulp']}"
+        )
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))

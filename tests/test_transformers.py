@@ -1,0 +1,95 @@
+"""kernelize swaps our layer into transformers models, really replaces the
+forwards, and leaves the logits bit for bit unchanged."""
+
+import pytest
+import torch
+from kernels import LayerRepository, Mode, kernelize, use_kernel_mapping
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+from conftest import REPO_ID, VERSION
+
+
+def tiny_llama(dtype=torch.float32, device="cpu"):
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=99, hidden_size=64, intermediate_size=74, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+    )
+    model = LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
+    with torch.no_grad():  # HF initializes norm weights to ones; make them matter
+        for module in model.modules():
+            if isinstance(module, LlamaRMSNorm):
+                module.weight.copy_(torch.rand_like(module.weight) + 0.5)
+    return model
+
+
+def our_mapping(device):
+    # revision= keeps the lookup local: LOCAL_KERNELS serves it without asking the Hub.
+    repo = LayerRepository(repo_id=REPO_ID, layer_name="RMSNorm", revision=f"v{VERSION}")
+    return {"RMSNorm": {device: repo}}
+
+
+def kernelized_norms(model):
+    """RMSNorm modules whose forward is now bound to our kernel's layer."""
+    return [
+        m for m in model.modules()
+        if isinstance(m, LlamaRMSNorm)
+        and getattr(m.forward, "__func__", None) is not None
+        and m.forward.__func__.__module__.startswith("_rmsnorm_")
+    ]
+
+
+def our_op_calls(model, input_ids):
+    with torch.profiler.profile() as prof, torch.no_grad():
+        model(input_ids)
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("_rmsnorm_") and "rms_norm" in e.key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_kernelize_tiny_llama_bitwise(device, dtype):
+    model = tiny_llama(dtype, device)
+    input_ids = torch.randint(0, 99, (2, 11), device=device)
+    with torch.no_grad():
+        expected = model(input_ids).logits
+
+    norms = [m for m in model.modules() if isinstance(m, LlamaRMSNorm)]
+    assert len(norms) == 5  # 2 layers x 2 + final
+    with use_kernel_mapping(our_mapping(device), inherit_mapping=False):
+        kernelize(model, mode=Mode.INFERENCE, device=device)
+
+    assert len(kernelized_norms(model)) == len(norms)
+    assert our_op_calls(model, input_ids) == len(norms)
+    with torch.no_grad():
+        got = model(input_ids).logits
+    if device == "cpu":
+        assert torch.equal(got, expected)
+    else:  # ATen's CUDA summation order differs (tests/test_numerics.py)
+        torch.testing.assert_close(got, expected, atol=5e-2 if dtype == torch.bfloat16 else 1e-4, rtol=0)
+        assert (got.argmax(-1) == expected.argmax(-1)).float().mean() > 0.95
+
+
+def test_layer_reads_eps_attribute(kernel, device):
+    """Classes that store `eps` instead of `variance_epsilon` (Gemma-style
+    attribute naming) are served by the same layer."""
+
+    class EpsNorm(torch.nn.Module):
+        def __init__(self, hidden):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.rand(hidden) + 0.5)
+            self.eps = 1e-3
+
+    module = EpsNorm(32).to(device)
+    x = torch.randn(3, 32, device=device)
+    got = kernel.layers.RMSNorm.forward(module, x)
+    torch.testing.assert_close(got, kernel.rms_norm(x, module.weight, 1e-3), atol=0, rtol=0)
+
+
+def test_layer_passes_kernels_validation():
+    """The kernels loader's layer rules: no __init__, only forward, allowed members."""
+    from kernels.layer.layer import _validate_layer
+
+    from kernels import get_kernel
+
+    kernel = get_kernel(REPO_ID, version=VERSION)
+    _validate_layer(check_cls=LlamaRMSNorm, cls=kernel.layers.RMSNorm, repo="rmsnorm")
