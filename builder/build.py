@@ -215,6 +215,17 @@ def pip_cuda_include_dirs() -> list[Path]:
     return dirs
 
 
+def cxx_standard_for_torch() -> str:
+    """The C++ standard this torch's headers were written for: torch >= 2.13
+    refuses anything below C++20, older releases are built and used as C++17
+    (mixing the two across the extension boundary is not safe)."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    aten_h = Path(cpp_extension.include_paths()[0]) / "ATen" / "ATen.h"
+    needs_cxx20 = aten_h.exists() and "C++20" in aten_h.read_text()
+    return "c++20" if needs_cxx20 else "c++17"
+
+
 # --- Compiling -----------------------------------------------------------------------
 
 
@@ -277,7 +288,8 @@ def build_variant(
         "-DCUDA_KERNEL" if backend == "cuda" else "-DCPU_KERNEL",
     ]
     cxx = os.environ.get("CXX", "g++")
-    cxx_flags = ["-std=c++20", "-fPIC", "-fvisibility=hidden", *config.torch_cxx_flags]
+    cxx_std = cxx_standard_for_torch()
+    cxx_flags = [f"-std={cxx_std}", "-fPIC", *config.torch_cxx_flags]
 
     jobs_list: list[CompileJob] = []
     obj_dir = work_dir / "obj"
@@ -303,9 +315,9 @@ def build_variant(
                     continue
                 obj = obj_dir / (Path(src).name + ".o")
                 command = [
-                    nvcc, "-std=c++20", *gencode_flags(caps), *kernel.get("cuda-flags", []),
+                    nvcc, f"-std={cxx_std}", *gencode_flags(caps), *kernel.get("cuda-flags", []),
                     *NVCC_TORCH_FLAGS, *defines, "--threads", str(max(1, jobs)),
-                    "-Xcompiler", "-fPIC,-fvisibility=hidden",
+                    "-Xcompiler", "-fPIC",
                     *(f"-I{p}" for p in kernel_includes + includes + cuda_includes),
                     "-c", str(repo_root / src), "-o", str(obj),
                 ]

@@ -59,7 +59,7 @@ __device__ __forceinline__ out_t<T, W, kHasWeight> normalize(float x, float inv_
 
 // Rows short enough to live in registers: one read of x, one write of y.
 template <typename T, typename W, int kVec, int kVecsPerThread, bool kHasWeight>
-__global__ void __launch_bounds__(1024) rms_norm_rows_kernel(
+__global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(
     out_t<T, W, kHasWeight>* __restrict__ out,  // [rows, hidden], contiguous
     const T* __restrict__ input,                // rows placed by `layout`
     const W* __restrict__ weight,               // [hidden], null if !kHasWeight
@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(1024) rms_norm_rows_kernel(
 // Rows too long for registers (hidden beyond 128K bf16, or long odd rows):
 // one block per row, x read twice (the second read mostly hits L2).
 template <typename T, typename W, int kVec, bool kHasWeight>
-__global__ void __launch_bounds__(1024) rms_norm_wide_kernel(
+__global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(
     out_t<T, W, kHasWeight>* __restrict__ out, const T* __restrict__ input,
     const W* __restrict__ weight, const RowLayout layout, const int threads_per_row_log2,
     const float mean_factor, const float eps) {

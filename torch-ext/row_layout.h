@@ -25,13 +25,18 @@ struct RowLayout {
   int64_t sizes[kMaxRowDims] = {0, 1, 1};    // outermost first
   int64_t strides[kMaxRowDims] = {0, 0, 0};  // in elements
 
-  // Element offset of the first element of `row`.
+  // Element offset of the first element of `row`. The loop is unrolled over
+  // constant indices so that a kernel reads sizes/strides straight from its
+  // parameters (a run-time index would copy the struct to local memory).
   RMSNORM_HOST_DEVICE inline int64_t offset_of(int64_t row) const {
     if (num_dims == 1) return row * strides[0];
     int64_t offset = 0;
-    for (int d = num_dims - 1; d >= 0; --d) {
-      offset += (row % sizes[d]) * strides[d];
-      row /= sizes[d];
+#pragma unroll
+    for (int d = kMaxRowDims - 1; d >= 0; --d) {
+      if (d < num_dims) {
+        offset += (row % sizes[d]) * strides[d];
+        row /= sizes[d];
+      }
     }
     return offset;
   }
