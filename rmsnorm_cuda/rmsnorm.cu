@@ -7,6 +7,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/all.h>
 
+#include <cstdlib>
+#include <utility>
+
 #include "launch_config.h"
 #include "row_layout.h"
 #include "vector_io.cuh"
@@ -47,6 +50,24 @@ __device__ __forceinline__ float inverse_rms(float sum_sq, float mean_factor, fl
   return rsqrtf(__fadd_rn(__fmul_rn(sum_sq, mean_factor), eps));
 }
 
+// Weight elements [first, first + N) as a vector: one aligned load in the row
+// body, element loads (0 outside the row) at the edges and in rows whose
+// start is not 16-byte aligned. The weight itself is 16-byte aligned (the
+// host falls back to the wide kernel otherwise).
+template <int N, typename W>
+__device__ __forceinline__ Vec<W, N> load_weight_chunk(const W* weight, int first, int hidden) {
+  if (first >= 0 && first + N <= hidden && is_aligned(weight + first, sizeof(Vec<W, N>))) {
+    return load_vec<W, N>(weight + first);
+  }
+  Vec<W, N> w;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const int e = first + i;
+    w.v[i] = (e >= 0 && e < hidden) ? weight[e] : W(0.f);
+  }
+  return w;
+}
+
 template <typename T, typename W, bool kHasWeight>
 __device__ __forceinline__ out_t<T, W, kHasWeight> normalize(float x, float inv_rms, W w) {
   const T normed = static_cast<T>(__fmul_rn(x, inv_rms));  // round to T first, as HF does
@@ -57,8 +78,30 @@ __device__ __forceinline__ out_t<T, W, kHasWeight> normalize(float x, float inv_
   }
 }
 
+// Programmatic dependent launch (sm_90): the next kernel in the stream may be
+// scheduled while this one finishes, and this one starts its blocks before the
+// previous kernel has drained. Every global read waits for the previous grid,
+// so the overlap never reads data that is still being written.
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 // Rows short enough to live in registers: one read of x, one write of y.
-template <typename T, typename W, int kVec, int kVecsPerThread, bool kHasWeight>
+//
+// A row is cut into 16-byte chunks aligned in memory, the first and last of
+// which may hang over the row's ends: rows of odd length (4097) or at odd
+// addresses still move full 16-byte vectors through their body, and only the
+// two edge chunks go element by element (out-of-row lanes hold 0, which adds
+// nothing to the sum of squares).
+template <typename T, typename W, int kVecsPerThread, bool kHasWeight>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(
     out_t<T, W, kHasWeight>* __restrict__ out,  // [rows, hidden], contiguous
     const T* __restrict__ input,                // rows placed by `layout`
@@ -66,57 +109,95 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(
     const RowLayout layout, const int threads_per_row_log2, const float mean_factor,
     const float eps) {
   using O = out_t<T, W, kHasWeight>;
+  constexpr int kVec = 16 / sizeof(T);
+  // A weight of the input's width is fetched with x, before the reduction, so
+  // that decode-sized launches pay one memory latency instead of two.
+  constexpr bool kPrefetchWeight = kHasWeight && sizeof(W) == sizeof(T) && kVecsPerThread <= 4;
   const int threads_per_row = 1 << threads_per_row_log2;
   const int lane = threadIdx.x & (threads_per_row - 1);
   const int64_t row = int64_t(blockIdx.x) * (blockDim.x >> threads_per_row_log2) +
                       (threadIdx.x >> threads_per_row_log2);
   const bool active = row < layout.rows;  // idle threads still join the reduction
-  const int num_vecs = int(layout.hidden / kVec);
+  const int hidden = int(layout.hidden);
+
+  wait_for_previous_grid();
+  const T* x_row = input + layout.offset_of(active ? row : 0);
+  // Elements between the 16-byte boundary below the row start and the row start.
+  const int head = int((reinterpret_cast<std::uintptr_t>(x_row) / sizeof(T)) % kVec);
+  const int num_chunks = (head + hidden + kVec - 1) / kVec;
+  auto chunk_start = [&](int k) { return (lane + k * threads_per_row) * kVec - head; };
+  auto chunk_in_row = [&](int k) { return lane + k * threads_per_row < num_chunks; };
+  auto chunk_is_full = [&](int first) { return first >= 0 && first + kVec <= hidden; };
 
   Vec<T, kVec> x[kVecsPerThread];
+  Vec<W, kVec> w[kPrefetchWeight ? kVecsPerThread : 1];
   float sum_sq = 0.f;
   if (active) {
-    const T* x_row = input + layout.offset_of(row);
 #pragma unroll
     for (int k = 0; k < kVecsPerThread; ++k) {
-      const int v = lane + k * threads_per_row;
-      if (v < num_vecs) x[k] = load_vec<T, kVec>(x_row + int64_t(v) * kVec);
+      if (!chunk_in_row(k)) continue;
+      const int first = chunk_start(k);
+      if (chunk_is_full(first)) {
+        x[k] = load_vec<T, kVec>(x_row + first);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) {
+          const int e = first + i;
+          x[k].v[i] = (e >= 0 && e < hidden) ? x_row[e] : T(0.f);
+        }
+      }
+    }
+    if constexpr (kPrefetchWeight) {
+#pragma unroll
+      for (int k = 0; k < kVecsPerThread; ++k) {
+        if (chunk_in_row(k)) w[k] = load_weight_chunk<kVec>(weight, chunk_start(k), hidden);
+      }
     }
 #pragma unroll
     for (int k = 0; k < kVecsPerThread; ++k) {
-      const int v = lane + k * threads_per_row;
-      if (v < num_vecs) {
+      if (!chunk_in_row(k)) continue;
 #pragma unroll
-        for (int i = 0; i < kVec; ++i) {
-          const float f = static_cast<float>(x[k].v[i]);
-          sum_sq = __fadd_rn(sum_sq, __fmul_rn(f, f));
-        }
+      for (int i = 0; i < kVec; ++i) {
+        const float f = static_cast<float>(x[k].v[i]);
+        sum_sq = __fadd_rn(sum_sq, __fmul_rn(f, f));
       }
     }
   }
   sum_sq = row_sum(sum_sq, threads_per_row_log2);
+  allow_next_grid();
   if (!active) return;
   const float inv_rms = inverse_rms(sum_sq, mean_factor, eps);
 
   O* out_row = out + row * layout.hidden;
 #pragma unroll
   for (int k = 0; k < kVecsPerThread; ++k) {
-    const int v = lane + k * threads_per_row;
-    if (v < num_vecs) {
-      Vec<W, kVec> w;
-      if constexpr (kHasWeight) w = load_vec<W, kVec>(weight + int64_t(v) * kVec);
-      Vec<O, kVec> y;
+    if (!chunk_in_row(k)) continue;
+    const int first = chunk_start(k);
+    Vec<W, kVec> wk;
+    if constexpr (kPrefetchWeight) {
+      wk = w[k];
+    } else if constexpr (kHasWeight) {
+      wk = load_weight_chunk<kVec>(weight, first, hidden);
+    }
+    Vec<O, kVec> y;
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      y.v[i] = normalize<T, W, kHasWeight>(static_cast<float>(x[k].v[i]), inv_rms,
+                                           kHasWeight ? wk.v[i] : W(0.f));
+    }
+    if (chunk_is_full(first) && is_aligned(out_row + first, sizeof(Vec<O, kVec>))) {
+      store_vec<O, kVec>(out_row + first, y);
+    } else {
 #pragma unroll
       for (int i = 0; i < kVec; ++i) {
-        y.v[i] = normalize<T, W, kHasWeight>(static_cast<float>(x[k].v[i]), inv_rms,
-                                             kHasWeight ? w.v[i] : W(0));
+        const int e = first + i;
+        if (e >= 0 && e < hidden) out_row[e] = y.v[i];
       }
-      store_vec<O, kVec>(out_row + int64_t(v) * kVec, y);
     }
   }
 }
 
-// Rows too long for registers (hidden beyond 128K bf16, or long odd rows):
+// Rows too long for registers (beyond 32K bf16 / 16K fp32):
 // one block per row, x read twice (the second read mostly hits L2).
 template <typename T, typename W, int kVec, bool kHasWeight>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(
@@ -126,6 +207,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(
   using O = out_t<T, W, kHasWeight>;
   const int64_t row = blockIdx.x;
   const int num_vecs = int(layout.hidden / kVec);
+  wait_for_previous_grid();
   const T* x_row = input + layout.offset_of(row);
 
   float sum_sq = 0.f;
@@ -138,6 +220,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(
     }
   }
   sum_sq = row_sum(sum_sq, threads_per_row_log2);
+  allow_next_grid();
   const float inv_rms = inverse_rms(sum_sq, mean_factor, eps);
 
   O* out_row = out + row * layout.hidden;
@@ -155,42 +238,34 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(
   }
 }
 
-template <typename T, typename W, int kVec, bool kHasWeight>
-void launch_with_vec(const LaunchConfig& config, void* out, const void* input, const void* weight,
-                     const RowLayout& layout, float mean_factor, float eps, cudaStream_t stream) {
-  using O = out_t<T, W, kHasWeight>;
-  auto* out_ptr = static_cast<O*>(out);
-  const auto* in_ptr = static_cast<const T*>(input);
-  const auto* w_ptr = static_cast<const W*>(weight);
-  const int log2 = config.threads_per_row_log2;
-
-  if (config.wide) {
-    rms_norm_wide_kernel<T, W, kVec, kHasWeight><<<dim3(layout.rows), kWideThreadsPerBlock, 0, stream>>>(
-        out_ptr, in_ptr, w_ptr, layout, log2, mean_factor, eps);
-    return;
-  }
-  const dim3 grid((layout.rows + config.rows_per_block - 1) / config.rows_per_block);
-  const int block = config.threads_per_block();
-#define RMSNORM_LAUNCH_ROWS(NV)                                                          \
-  rms_norm_rows_kernel<T, W, kVec, NV, kHasWeight><<<grid, block, 0, stream>>>(          \
-      out_ptr, in_ptr, w_ptr, layout, log2, mean_factor, eps)
-  if constexpr (kVec == 1) {
-    RMSNORM_LAUNCH_ROWS(16);
-  } else {
-    switch (config.vecs_per_thread) {
-      case 1: RMSNORM_LAUNCH_ROWS(1); break;
-      case 2: RMSNORM_LAUNCH_ROWS(2); break;
-      case 4: RMSNORM_LAUNCH_ROWS(4); break;
-      case 8: RMSNORM_LAUNCH_ROWS(8); break;
-      default: RMSNORM_LAUNCH_ROWS(16); break;
-    }
-  }
-#undef RMSNORM_LAUNCH_ROWS
+// PDL needs sm_90; RMSNORM_DISABLE_PDL=1 turns it off (for A/B timing).
+inline bool use_programmatic_launch(int device) {
+  static const bool disabled = [] {
+    const char* env = std::getenv("RMSNORM_DISABLE_PDL");
+    return env != nullptr && env[0] == '1';
+  }();
+  return !disabled && at::cuda::getDeviceProperties(device)->major >= 9;
 }
 
-// Widest vector (16 bytes of input) every pointer, stride and the hidden size allow.
+template <typename... KernelArgs, typename... Args>
+void launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream,
+                   bool programmatic, Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = programmatic ? 1 : 0;
+  C10_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+
+// Widest vector the wide kernel may use: 16 bytes of input when every
+// pointer, stride and the hidden size allow it, else single elements.
 template <typename T, typename W, typename O>
-int pick_vector_width(const void* out, const void* input, const void* weight, const RowLayout& layout) {
+int wide_vector_width(const void* out, const void* input, const void* weight, const RowLayout& layout) {
   constexpr int kFull = 16 / sizeof(T);
   if (layout.hidden % kFull != 0) return 1;
   for (int d = 0; d < layout.num_dims; ++d) {
@@ -204,18 +279,46 @@ int pick_vector_width(const void* out, const void* input, const void* weight, co
 
 template <typename T, typename W, bool kHasWeight>
 void launch(void* out, const void* input, const void* weight, const RowLayout& layout, float eps,
-            cudaStream_t stream) {
+            int device, cudaStream_t stream) {
   using O = out_t<T, W, kHasWeight>;
-  const int vec = pick_vector_width<T, W, O>(out, input, weight, layout);
-  const LaunchConfig config = pick_launch_config(layout.rows, layout.hidden, vec);
+  constexpr int kFull = 16 / sizeof(T);
+  auto* out_ptr = static_cast<O*>(out);
+  const auto* in_ptr = static_cast<const T*>(input);
+  const auto* w_ptr = static_cast<const W*>(weight);
   // ATen's mean: float(number of outputs) / float(number of inputs).
   const float mean_factor =
       static_cast<float>(layout.rows) / static_cast<float>(layout.rows * layout.hidden);
-  constexpr int kFull = 16 / sizeof(T);
-  if (vec == kFull) {
-    launch_with_vec<T, W, kFull, kHasWeight>(config, out, input, weight, layout, mean_factor, eps, stream);
+  const bool programmatic = use_programmatic_launch(device);
+
+  // Chunks per row: ceil((head + hidden) / kFull) with head up to kFull - 1
+  // when rows may start off a 16-byte boundary.
+  const bool rows_aligned = wide_vector_width<T, W, O>(out, input, weight, layout) == kFull;
+  const LaunchConfig config =
+      pick_launch_config(layout.rows, layout.hidden + (rows_aligned ? 0 : 2 * (kFull - 1)), kFull);
+  if (!config.wide) {
+    const dim3 grid((layout.rows + config.rows_per_block - 1) / config.rows_per_block);
+    const dim3 block(config.threads_per_block());
+    const int log2 = config.threads_per_row_log2;
+#define RMSNORM_LAUNCH_ROWS(NV)                                                                 \
+  launch_kernel(rms_norm_rows_kernel<T, W, NV, kHasWeight>, grid, block, stream, programmatic, \
+                out_ptr, in_ptr, w_ptr, layout, log2, mean_factor, eps)
+    switch (config.vecs_per_thread) {
+      case 1: RMSNORM_LAUNCH_ROWS(1); break;
+      case 2: RMSNORM_LAUNCH_ROWS(2); break;
+      case 4: RMSNORM_LAUNCH_ROWS(4); break;
+      default: RMSNORM_LAUNCH_ROWS(8); break;
+    }
+#undef RMSNORM_LAUNCH_ROWS
+    return;
+  }
+  const dim3 grid(layout.rows), block(kWideThreadsPerBlock);
+  const int log2 = ceil_log2(kWideThreadsPerBlock);
+  if (rows_aligned) {
+    launch_kernel(rms_norm_wide_kernel<T, W, kFull, kHasWeight>, grid, block, stream, programmatic,
+                  out_ptr, in_ptr, w_ptr, layout, log2, mean_factor, eps);
   } else {
-    launch_with_vec<T, W, 1, kHasWeight>(config, out, input, weight, layout, mean_factor, eps, stream);
+    launch_kernel(rms_norm_wide_kernel<T, W, 1, kHasWeight>, grid, block, stream, programmatic,
+                  out_ptr, in_ptr, w_ptr, layout, log2, mean_factor, eps);
   }
 }
 
@@ -225,7 +328,8 @@ void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
                    const std::optional<torch::Tensor>& weight, const rmsnorm::RowLayout& layout,
                    double epsilon) {
   const c10::cuda::OptionalCUDAGuard device_guard(input.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int device = input.get_device();
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream(device);
   const float eps = static_cast<float>(epsilon);
   const void* w_ptr = weight ? weight->data_ptr() : nullptr;
 
@@ -234,11 +338,11 @@ void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
   auto dispatch = [&](auto input_tag) {
     using T = decltype(input_tag);
     if (!weight) {
-      rmsnorm::launch<T, T, false>(out.data_ptr(), input.data_ptr(), nullptr, layout, eps, stream);
+      rmsnorm::launch<T, T, false>(out.data_ptr(), input.data_ptr(), nullptr, layout, eps, device, stream);
     } else if (weight->scalar_type() == input.scalar_type()) {
-      rmsnorm::launch<T, T, true>(out.data_ptr(), input.data_ptr(), w_ptr, layout, eps, stream);
+      rmsnorm::launch<T, T, true>(out.data_ptr(), input.data_ptr(), w_ptr, layout, eps, device, stream);
     } else {
-      rmsnorm::launch<T, float, true>(out.data_ptr(), input.data_ptr(), w_ptr, layout, eps, stream);
+      rmsnorm::launch<T, float, true>(out.data_ptr(), input.data_ptr(), w_ptr, layout, eps, device, stream);
     }
   };
   switch (input.scalar_type()) {

@@ -23,7 +23,7 @@ __device__ __forceinline__ void store_vec(T* ptr, const Vec<T, N>& value) {
 }
 
 template <typename T>
-inline bool is_aligned(const T* ptr, int64_t bytes) {
+__host__ __device__ inline bool is_aligned(const T* ptr, int64_t bytes) {
   return reinterpret_cast<std::uintptr_t>(ptr) % bytes == 0;
 }
 
