@@ -12,14 +12,65 @@ struct alignas(sizeof(T) * N) Vec {
   T v[N];
 };
 
+// Moves a vector as raw 16-byte words (8, 4 or 2 bytes when smaller). Copying
+// the struct of c10::BFloat16/Half element by element lets the compiler split
+// the access into 2-byte stores (seen in the PTX of the chunked kernel).
+template <int kBytes>
+__device__ __forceinline__ void copy_words(void* dst, const void* src) {
+  if constexpr (kBytes % 16 == 0) {
+#pragma unroll
+    for (int i = 0; i < kBytes / 16; ++i) {
+      static_cast<uint4*>(dst)[i] = static_cast<const uint4*>(src)[i];
+    }
+  } else if constexpr (kBytes == 8) {
+    *static_cast<uint2*>(dst) = *static_cast<const uint2*>(src);
+  } else if constexpr (kBytes == 4) {
+    *static_cast<uint32_t*>(dst) = *static_cast<const uint32_t*>(src);
+  } else {
+    static_assert(kBytes == 2, "vectors are 2, 4, 8 or a multiple of 16 bytes");
+    *static_cast<uint16_t*>(dst) = *static_cast<const uint16_t*>(src);
+  }
+}
+
 template <typename T, int N>
 __device__ __forceinline__ Vec<T, N> load_vec(const T* ptr) {
-  return *reinterpret_cast<const Vec<T, N>*>(ptr);
+  Vec<T, N> value;
+  copy_words<sizeof(Vec<T, N>)>(&value, ptr);
+  return value;
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t bits_of_pair(const T& lo, const T& hi) {
+  return uint32_t(lo.x) | (uint32_t(hi.x) << 16);  // c10::BFloat16 / c10::Half
+}
+
+// 16-byte stores are written as one st.global.v4 in inline PTX. nvcc 13 merged
+// the vector store of a full chunk with the element stores of the edge-chunk
+// path and emitted 4-byte (or 2-byte) stores for both, halving bf16 bandwidth.
+__device__ __forceinline__ void store_16_bytes(void* ptr, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(ptr), "r"(a), "r"(b), "r"(c), "r"(d)
+               : "memory");
 }
 
 template <typename T, int N>
 __device__ __forceinline__ void store_vec(T* ptr, const Vec<T, N>& value) {
-  *reinterpret_cast<Vec<T, N>*>(ptr) = value;
+  if constexpr (sizeof(T) == 2 && N % 8 == 0) {
+#pragma unroll
+    for (int q = 0; q < N / 8; ++q) {
+      const T* v = value.v + 8 * q;
+      store_16_bytes(ptr + 8 * q, bits_of_pair(v[0], v[1]), bits_of_pair(v[2], v[3]),
+                     bits_of_pair(v[4], v[5]), bits_of_pair(v[6], v[7]));
+    }
+  } else if constexpr (sizeof(T) == 4 && N % 4 == 0) {
+#pragma unroll
+    for (int q = 0; q < N / 4; ++q) {
+      const T* v = value.v + 4 * q;
+      store_16_bytes(ptr + 4 * q, __float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]),
+                     __float_as_uint(v[3]));
+    }
+  } else {
+    copy_words<sizeof(Vec<T, N>)>(ptr, &value);
+  }
 }
 
 template <typename T>
