@@ -101,7 +101,12 @@ __device__ __forceinline__ void allow_next_grid() {
 // addresses still move full 16-byte vectors through their body, and only the
 // two edge chunks go element by element (out-of-row lanes hold 0, which adds
 // nothing to the sum of squares).
-template <typename T, typename W, int kVecsPerThread, bool kHasWeight>
+//
+// kAlignedRows (every row starts on a 16-byte boundary and spans whole chunks,
+// as in every LLM's hidden states) compiles the edge handling away: with it
+// present nvcc predicates the element loads and stores of the edge path onto
+// every chunk, which cost 40% of bf16 bandwidth on the H100.
+template <typename T, typename W, int kVecsPerThread, bool kHasWeight, bool kAlignedRows>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(
     out_t<T, W, kHasWeight>* __restrict__ out,  // [rows, hidden], contiguous
     const T* __restrict__ input,                // rows placed by `layout`
@@ -123,11 +128,14 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(
   wait_for_previous_grid();
   const T* x_row = input + layout.offset_of(active ? row : 0);
   // Elements between the 16-byte boundary below the row start and the row start.
-  const int head = int((reinterpret_cast<std::uintptr_t>(x_row) / sizeof(T)) % kVec);
+  const int head =
+      kAlignedRows ? 0 : int((reinterpret_cast<std::uintptr_t>(x_row) / sizeof(T)) % kVec);
   const int num_chunks = (head + hidden + kVec - 1) / kVec;
   auto chunk_start = [&](int k) { return (lane + k * threads_per_row) * kVec - head; };
   auto chunk_in_row = [&](int k) { return lane + k * threads_per_row < num_chunks; };
-  auto chunk_is_full = [&](int first) { return first >= 0 && first + kVec <= hidden; };
+  auto chunk_is_full = [&](int first) {
+    return kAlignedRows || (first >= 0 && first + kVec <= hidden);
+  };
 
   Vec<T, kVec> x[kVecsPerThread];
   Vec<W, kVec> w[kPrefetchWeight ? kVecsPerThread : 1];
@@ -150,7 +158,12 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(
     if constexpr (kPrefetchWeight) {
 #pragma unroll
       for (int k = 0; k < kVecsPerThread; ++k) {
-        if (chunk_in_row(k)) w[k] = load_weight_chunk<kVec>(weight, chunk_start(k), hidden);
+        if (!chunk_in_row(k)) continue;
+        if constexpr (kAlignedRows) {
+          w[k] = load_vec<W, kVec>(weight + chunk_start(k));
+        } else {
+          w[k] = load_weight_chunk<kVec>(weight, chunk_start(k), hidden);
+        }
       }
     }
 #pragma unroll
@@ -176,6 +189,8 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(
     Vec<W, kVec> wk;
     if constexpr (kPrefetchWeight) {
       wk = w[k];
+    } else if constexpr (kHasWeight && kAlignedRows) {
+      wk = load_vec<W, kVec>(weight + first);
     } else if constexpr (kHasWeight) {
       wk = load_weight_chunk<kVec>(weight, first, hidden);
     }
@@ -185,7 +200,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(
       y.v[i] = normalize<T, W, kHasWeight>(static_cast<float>(x[k].v[i]), inv_rms,
                                            kHasWeight ? wk.v[i] : W(0.f));
     }
-    if (chunk_is_full(first) && is_aligned(out_row + first, sizeof(Vec<O, kVec>))) {
+    if (kAlignedRows || (chunk_is_full(first) && is_aligned(out_row + first, sizeof(Vec<O, kVec>)))) {
       store_vec<O, kVec>(out_row + first, y);
     } else {
 #pragma unroll
@@ -299,9 +314,10 @@ void launch(void* out, const void* input, const void* weight, const RowLayout& l
     const dim3 grid((layout.rows + config.rows_per_block - 1) / config.rows_per_block);
     const dim3 block(config.threads_per_block());
     const int log2 = config.threads_per_row_log2;
-#define RMSNORM_LAUNCH_ROWS(NV)                                                                 \
-  launch_kernel(rms_norm_rows_kernel<T, W, NV, kHasWeight>, grid, block, stream, programmatic, \
-                out_ptr, in_ptr, w_ptr, layout, log2, mean_factor, eps)
+#define RMSNORM_LAUNCH_ROWS(NV)                                                                    \
+  launch_kernel(rows_aligned ? rms_norm_rows_kernel<T, W, NV, kHasWeight, true>                     \
+                             : rms_norm_rows_kernel<T, W, NV, kHasWeight, false>,                   \
+                grid, block, stream, programmatic, out_ptr, in_ptr, w_ptr, layout, log2, mean_factor, eps)
     switch (config.vecs_per_thread) {
       case 1: RMSNORM_LAUNCH_ROWS(1); break;
       case 2: RMSNORM_LAUNCH_ROWS(2); break;

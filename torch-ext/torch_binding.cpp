@@ -5,6 +5,8 @@
 #include <ATen/MemoryOverlap.h>
 #include <torch/library.h>
 
+#include <string>
+
 #include "registration.h"
 #include "torch_binding.h"
 
@@ -18,6 +20,17 @@ void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
 #endif
 
 namespace {
+
+// "[2, 4096]". Formatted by hand: streaming an IntArrayRef into the message
+// crashed (SIGSEGV) with torch 2.11 on the H100 image when built with its gcc 13.
+std::string format_dims(c10::IntArrayRef dims) {
+  std::string text = "[";
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i > 0) text += ", ";
+    text += std::to_string(dims[i]);
+  }
+  return text + "]";
+}
 
 bool is_supported_dtype(at::ScalarType dtype) {
   return dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16;
@@ -38,7 +51,7 @@ void check_arguments(const torch::Tensor& input, const std::optional<torch::Tens
   if (!weight) return;
   const int64_t hidden = input.size(-1);
   TORCH_CHECK(weight->dim() == 1 && weight->size(0) == hidden, "rms_norm: weight must be 1-D with ",
-              hidden, " elements (the input's last dimension), got shape ", weight->sizes());
+              hidden, " elements (the input's last dimension), got shape ", format_dims(weight->sizes()));
   TORCH_CHECK(weight->scalar_type() == input.scalar_type() || weight->scalar_type() == at::kFloat,
               "rms_norm: weight dtype must be the input's (", input.scalar_type(),
               ") or float32, got ", weight->scalar_type());
@@ -53,13 +66,14 @@ at::ScalarType result_dtype(const torch::Tensor& input, const std::optional<torc
 void check_out(const torch::Tensor& out, const torch::Tensor& input,
                const std::optional<torch::Tensor>& weight) {
   TORCH_CHECK(out.sizes() == input.sizes(), "rms_norm: out must have the input's shape ",
-              input.sizes(), ", got ", out.sizes());
+              format_dims(input.sizes()), ", got ", format_dims(out.sizes()));
   const auto expected = result_dtype(input, weight);
   TORCH_CHECK(out.scalar_type() == expected, "rms_norm: out must have dtype ", expected,
               " (torch.result_type(weight, input)), got ", out.scalar_type());
   TORCH_CHECK(out.device() == input.device(), "rms_norm: out is on ", out.device(),
               " but input is on ", input.device());
-  TORCH_CHECK(out.is_contiguous(), "rms_norm: out must be contiguous, got strides ", out.strides());
+  TORCH_CHECK(out.is_contiguous(), "rms_norm: out must be contiguous, got strides ",
+              format_dims(out.strides()));
   TORCH_CHECK(at::get_overlap_status(out, input) == at::MemOverlapStatus::No,
               "rms_norm: out must not share memory with the input; pass a separate tensor");
   if (weight) {

@@ -1,0 +1,112 @@
+"""Plot GB/s per shape for every implementation in a bench_rmsnorm.py result.
+
+    python benchmarks/plot.py benchmarks/results/<name>.json out.png
+
+Needs only matplotlib and the JSON file (no torch, no GPU), so a run made on
+the GPU machine can be re-plotted anywhere. One panel per dtype; the copy of
+the same bytes is drawn as a dashed line, the ceiling the others approach.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+COPY_IMPL = "copy"
+# Fixed colours so that a given implementation looks the same in every plot.
+IMPL_STYLES = {
+    "ours": {"color": "tab:red", "marker": "o", "linewidth": 2.2},
+    "hf_eager": {"color": "tab:gray", "marker": "v"},
+    "torch_rms_norm": {"color": "tab:blue", "marker": "s"},
+    "torch_compile_hf": {"color": "tab:green", "marker": "^"},
+    "liger": {"color": "tab:purple", "marker": "D"},
+    COPY_IMPL: {"color": "black", "linestyle": "--", "marker": "", "linewidth": 1.5},
+}
+DTYPE_ORDER = ["bf16", "fp16", "fp32"]
+
+
+def _ordered_unique(values):
+    return list(dict.fromkeys(values))
+
+
+def _series_by_dtype(rows):
+    """{dtype: (shapes in run order, {impl: [gbps or None per shape]})}."""
+    present = {r["dtype"] for r in rows}
+    dtypes = [d for d in DTYPE_ORDER if d in present] + sorted(present - set(DTYPE_ORDER))
+    panels = {}
+    for dtype in dtypes:
+        dtype_rows = [r for r in rows if r["dtype"] == dtype]
+        shapes = _ordered_unique(r["shape"] for r in dtype_rows)
+        gbps = {(r["impl"], r["shape"]): r.get("gbps") for r in dtype_rows}
+        impls = _ordered_unique(r["impl"] for r in dtype_rows)
+        panels[dtype] = (shapes, {impl: [gbps.get((impl, s)) for s in shapes] for impl in impls})
+    return panels
+
+
+def plot_results(results: dict, out_path) -> Path:
+    """Write a PNG of GB/s per shape (one panel per dtype) and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on the GPU machine or in CI
+    import matplotlib.pyplot as plt
+
+    panels = _series_by_dtype(results["rows"])
+    if not panels:
+        raise ValueError("no rows to plot")
+    widths = [max(3.0, 0.55 * len(shapes) + 1.5) for shapes, _ in panels.values()]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(sum(widths) + 1.0, 5.0), squeeze=False, gridspec_kw={"width_ratios": widths}
+    )
+    for ax, (dtype, (shapes, series)) in zip(axes[0], panels.items()):
+        positions = list(range(len(shapes)))
+        # Copy last so its dashed line is drawn over the others.
+        for impl in sorted(series, key=lambda name: name == COPY_IMPL):
+            values = series[impl]
+            if all(v is None for v in values):
+                continue
+            style = IMPL_STYLES.get(impl, {"marker": "x"})
+            # None (failed or skipped) becomes NaN: matplotlib leaves a gap.
+            ys = [float("nan") if v is None else v for v in values]
+            ax.plot(positions, ys, label=impl, **style)
+        ax.set_xticks(positions)
+        ax.set_xticklabels(shapes, rotation=45, ha="right", fontsize=8)
+        # Decode shapes move kilobytes and reach a few GB/s, prefill reaches
+        # TB/s: only a log axis shows both.
+        ax.set_yscale("log")
+        ax.set_title(dtype)
+        ax.set_xlabel("rows x hidden")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("GB/s (x read + y write + weight read)")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(_title(results), fontsize=9)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=130)
+    plt.close(fig)
+    return out_path
+
+
+def _title(results: dict) -> str:
+    basis = results.get("timing_basis", "")
+    parts = [
+        "RMSNorm forward",
+        results.get("device", "?"),
+        f"torch {results.get('torch', '?')}",
+        results.get("date", "")[:10],
+        basis,
+    ]
+    return " | ".join(p for p in parts if p)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python benchmarks/plot.py RESULTS.json OUT.png", file=sys.stderr)
+        return 1
+    results = json.loads(Path(argv[0]).read_text())
+    print(plot_results(results, argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
