@@ -25,6 +25,7 @@ us_eager (the JSON says so in `timing_basis`).
 """
 
 import argparse
+import collections
 import datetime as dt
 import functools
 import gc
@@ -41,7 +42,6 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -54,11 +54,13 @@ EPS = 1e-6
 # (rows, hidden). Decode (1, 8 rows), prefill at Llama widths (4096, 8192,
 # 5120, Qwen 3584, Qwen-0.5B 896), the q/k-norm regime (many rows of 128) and
 # odd widths where 16-byte vector paths do not apply (4097, 5121).
+# fmt: off
 SHAPES = [
     (1, 4096), (8, 4096), (128, 4096), (2048, 4096), (8192, 4096), (32768, 4096),
     (8192, 8192), (8192, 5120), (8192, 3584), (8192, 896), (65536, 128),
     (8192, 4097), (8192, 5121),
 ]
+# fmt: on
 # fp16 and fp32 only where they say something bf16 does not: decode, a
 # bandwidth-bound width, q/k-norm and an odd width.
 OTHER_DTYPE_SHAPES = [(1, 4096), (8192, 4096), (65536, 128), (8192, 4097)]
@@ -70,6 +72,9 @@ DECODE_MAX_ROWS = 128  # shapes up to this many rows also get a µs table
 # 2.4x that. Raised automatically on a GPU that reports a larger L2.
 DEFAULT_ROTATE_MB = 120
 MAX_CALLS_PER_GRAPH = 8192  # 1x4096 bf16 needs 7,500 buffers for 120 MB
+# Large shapes need only 2 buffers; cycling through them to at least this many
+# calls per graph keeps the gap between graph launches out of the per-call time.
+MIN_CALLS_PER_GRAPH = 20
 CPU_ROTATE_MB = 8  # CPU runs only exercise the pipeline; keep memory small
 
 
@@ -259,7 +264,8 @@ def _gpu_seconds(fn, repeats):
 
 
 def time_graph_us(call, inputs, settings: TimingSettings) -> float:
-    """Median µs per call, one CUDA graph holding one call per input buffer."""
+    """Median µs per call, from one CUDA graph that cycles through the input
+    buffers (at least once, at least MIN_CALLS_PER_GRAPH calls)."""
     # Warm up on a side stream, as torch.cuda.graph's docs ask: lazy
     # initialisation (JIT, autotuning, allocator) must not happen in capture.
     side = torch.cuda.Stream()
@@ -270,17 +276,21 @@ def time_graph_us(call, inputs, settings: TimingSettings) -> float:
     torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
 
+    count = len(inputs)
+    calls_per_graph = count * math.ceil(MIN_CALLS_PER_GRAPH / count)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        # Every output stays referenced until capture ends, so the graph pool
-        # gives each call its own y: writes rotate through memory like reads.
-        outputs = [call(x) for x in inputs]
+        # The last `count` outputs stay referenced, so the graph pool gives y
+        # its own rotating set of buffers: writes leave L2 like the reads do.
+        outputs = collections.deque(maxlen=count)
+        for i in range(calls_per_graph):
+            outputs.append(call(inputs[i % count]))
     try:
         graph.replay()
         torch.cuda.synchronize()
         one_replay = _gpu_seconds(graph.replay, 1)
         replays = max(1, math.ceil(settings.sample_seconds / max(one_replay, 1e-7)))
-        calls_per_sample = replays * len(inputs)
+        calls_per_sample = replays * calls_per_graph
         with gc_paused():
             samples = [_gpu_seconds(graph.replay, replays) / calls_per_sample for _ in range(settings.graph_samples)]
     finally:
@@ -347,8 +357,15 @@ def cuda_is_healthy() -> bool:
 
 
 def bench_impl(name, kernel, weight, inputs, reference, device, settings, verbose) -> dict:
-    row = {"impl": name, "us_graph": None, "us_eager": None, "bytes": None, "gbps": None, "frac_of_copy": None,
-           "max_abs_diff_vs_hf": None}
+    row = {
+        "impl": name,
+        "us_graph": None,
+        "us_eager": None,
+        "bytes": None,
+        "gbps": None,
+        "frac_of_copy": None,
+        "max_abs_diff_vs_hf": None,
+    }
     errors = []
 
     def record_failure(stage, exc):
@@ -425,7 +442,10 @@ def shape_name(shape):
 
 def build_plan(args):
     """[(shape, dtype name)] in run order."""
-    shapes = [parse_shape(s) for s in args.shapes.split(",")] if args.shapes else (QUICK_SHAPES if args.quick else SHAPES)
+    if args.shapes:
+        shapes = [parse_shape(s) for s in args.shapes.split(",")]
+    else:
+        shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.dtypes:
         dtypes = args.dtypes.split(",")
         unknown = [d for d in dtypes if d not in DTYPES]
@@ -506,7 +526,10 @@ def _git_rev():
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except Exception:  # noqa: BLE001 - no git or not a checkout (e.g. a copied tree)
@@ -597,21 +620,38 @@ def format_tables(rows, impls, basis):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impls", default=",".join(COMPARED_IMPLS),
-                        help=f"comma-separated subset of {COMPARED_IMPLS} (the copy ceiling always runs)")
+    parser.add_argument(
+        "--impls",
+        default=",".join(COMPARED_IMPLS),
+        help=f"comma-separated subset of {COMPARED_IMPLS} (the copy ceiling always runs)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer shapes (bf16 only) and fewer samples")
     parser.add_argument("--shapes", help="comma-separated ROWSxHIDDEN, e.g. 1x4096,8192x4097 (overrides the set)")
     parser.add_argument("--dtypes", help="comma-separated bf16,fp16,fp32: every shape in every dtype")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (no graphs; pipeline check)")
     parser.add_argument("--kernel-dir", help="load ours with kernels.get_local_kernel(DIR) instead of get_kernel")
     parser.add_argument("--fake-kernel", action="store_true", help="stand in a torch reference for ours")
-    parser.add_argument("--rotate-mb", type=float, default=None,
-                        help=f"bytes of x+y to rotate through (default max({DEFAULT_ROTATE_MB}, 2.4 x L2) on cuda)")
+    parser.add_argument(
+        "--rotate-mb",
+        type=float,
+        default=None,
+        help=f"bytes of x+y to rotate through (default max({DEFAULT_ROTATE_MB}, 2.4 x L2) on cuda)",
+    )
     parser.add_argument("--out", help="JSON path (default benchmarks/results/rmsnorm-<device>-<time>.json)")
     parser.add_argument("--plot", help="PNG path (default: the JSON path with .png)")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of failing rows")
     return parser.parse_args(argv)
+
+
+def skipped_impl_notes(impls):
+    """Optional baselines that cannot run here; their rows carry the import error."""
+    import importlib.util
+
+    notes = []
+    if "liger" in impls and importlib.util.find_spec("liger_kernel") is None:
+        notes.append("liger-kernel is not importable: the liger rows are skipped (pip install liger-kernel==0.8.5)")
+    return notes
 
 
 def default_out_path(device_name):
@@ -641,6 +681,9 @@ def main(argv=None):
     plan = build_plan(args)
 
     results = environment(device, kernel, kernel_error, args)
+    results["notes"] = skipped_impl_notes(impls)
+    for note in results["notes"]:
+        print(f"NOTE: {note}", file=sys.stderr)
     results["settings"] = {"rotate_mb": rotate_bytes / 1e6, **settings.__dict__}
     started = time.perf_counter()
     rows, aborted = run_plan(plan, impls, kernel, device, settings, rotate_bytes, args.verbose)

@@ -17,7 +17,6 @@ comparison against other implementations is bench_rmsnorm.py.
 """
 
 import torch
-
 from kernels.benchmark import Benchmark
 
 EPS = 1e-6
@@ -36,13 +35,17 @@ class RMSNormBenchmark(Benchmark):
 
     def _setup_rows(self, rows: int, hidden: int) -> None:
         dtype = torch.bfloat16
-        self.x = torch.randn(rows, hidden, device=self.device, dtype=dtype)
+        # rms 3, not 1: with unit-rms rows a kernel that skipped the
+        # normalisation would still pass the check.
+        self.x = 3 * torch.randn(rows, hidden, device=self.device, dtype=dtype)
         # The runner's check is allclose(atol=1e-2) with rtol 1e-5, tighter
         # than one bf16 ulp for |y| >= 2 (2^-6). A last-bit flip of the
         # rounded x*rstd (another fp32 summation order than torch's) is
         # legitimate, so keep |y| < 1: with |x*rstd| < 8 (randn rows) and
         # weight <= 0.12, a flip (<= 2^-5) moves w*x*rstd by < 2^-8 before the
-        # final rounding, so y moves by at most one ulp of 2^-8 (0.004).
+        # final rounding, so y moves by < 2^-8 + one ulp of y, under 0.008.
+        # This check catches wrong maths, not the casting order: bitwise
+        # parity with HF is tests/test_numerics.py's job.
         self.weight = torch.empty(hidden, device=self.device, dtype=torch.float32).uniform_(0.05, 0.12).to(dtype)
         self.out = torch.empty_like(self.x)
 

@@ -3,7 +3,7 @@
     python benchmarks/plot.py benchmarks/results/<name>.json out.png
 
 Needs only matplotlib and the JSON file (no torch, no GPU), so a run made on
-the GPU machine can be re-plotted anywhere. One panel per dtype; the copy of
+the GPU machine can be re-plotted anywhere. One column per dtype; the copy of
 the same bytes is drawn as a dashed line, the ceiling the others approach.
 """
 
@@ -42,8 +42,30 @@ def _series_by_dtype(rows):
     return panels
 
 
+def _draw_panel(ax, shapes, series, log_scale):
+    positions = list(range(len(shapes)))
+    # Ours on top of the other implementations, the copy ceiling over all.
+    draw_order = sorted(series, key=lambda name: (name == COPY_IMPL, name == "ours"))
+    for impl in draw_order:
+        values = series[impl]
+        if all(v is None for v in values):
+            continue
+        style = IMPL_STYLES.get(impl, {"marker": "x"})
+        # None (failed or skipped) becomes NaN: matplotlib leaves a gap.
+        ax.plot(positions, [float("nan") if v is None else v for v in values], label=impl, **style)
+    ax.set_xticks(positions)
+    ax.set_xticklabels(shapes, rotation=45, ha="right", fontsize=8)
+    if log_scale:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def plot_results(results: dict, out_path) -> Path:
-    """Write a PNG of GB/s per shape (one panel per dtype) and return its path."""
+    """Write a PNG of GB/s per shape and return its path. One column per
+    dtype; the top row is log-scaled so decode shapes (a few GB/s) show, the
+    bottom row linear so the gaps near the copy ceiling show."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on the GPU machine or in CI
@@ -54,34 +76,28 @@ def plot_results(results: dict, out_path) -> Path:
         raise ValueError("no rows to plot")
     widths = [max(3.0, 0.55 * len(shapes) + 1.5) for shapes, _ in panels.values()]
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(sum(widths) + 1.0, 5.0), squeeze=False, gridspec_kw={"width_ratios": widths}
+        2, len(panels), figsize=(sum(widths) + 1.5, 9.0), squeeze=False, gridspec_kw={"width_ratios": widths}
     )
-    for ax, (dtype, (shapes, series)) in zip(axes[0], panels.items()):
-        positions = list(range(len(shapes)))
-        # Copy last so its dashed line is drawn over the others.
-        for impl in sorted(series, key=lambda name: name == COPY_IMPL):
-            values = series[impl]
-            if all(v is None for v in values):
-                continue
-            style = IMPL_STYLES.get(impl, {"marker": "x"})
-            # None (failed or skipped) becomes NaN: matplotlib leaves a gap.
-            ys = [float("nan") if v is None else v for v in values]
-            ax.plot(positions, ys, label=impl, **style)
-        ax.set_xticks(positions)
-        ax.set_xticklabels(shapes, rotation=45, ha="right", fontsize=8)
-        # Decode shapes move kilobytes and reach a few GB/s, prefill reaches
-        # TB/s: only a log axis shows both.
-        ax.set_yscale("log")
-        ax.set_title(dtype)
-        ax.set_xlabel("rows x hidden")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("GB/s (x read + y write + weight read)")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    for column, (dtype, (shapes, series)) in enumerate(panels.items()):
+        for row, log_scale in enumerate((True, False)):
+            _draw_panel(axes[row][column], shapes, series, log_scale)
+        axes[0][column].set_title(dtype)
+        axes[1][column].set_xlabel("rows x hidden")
+    axes[0][0].set_ylabel("GB/s, log scale")
+    axes[1][0].set_ylabel("GB/s (x read + y write + weight read)")
+    # One legend for the figure: a panel may lack an implementation that failed there.
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    known = list(IMPL_STYLES)
+    order = sorted(handles, key=lambda name: known.index(name) if name in known else len(known))
+    fig.legend([handles[n] for n in order], order, loc="upper right", fontsize=8)
     fig.suptitle(_title(results), fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 0.97))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=130)
+    fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return out_path
 

@@ -21,8 +21,11 @@ void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
 
 namespace {
 
-// "[2, 4096]". Formatted by hand: streaming an IntArrayRef into the message
-// crashed (SIGSEGV) with torch 2.11 on the H100 image when built with its gcc 13.
+// Error messages are assembled from strings only. Streaming a number into
+// TORCH_CHECK's message (an int64, or an IntArrayRef) crashed with SIGSEGV on
+// the H100 image (torch 2.11, extension built by its gcc 13) while strings and
+// dtype names streamed fine: the number formatting of gcc 13's headers does
+// not agree with the older libstdc++ loaded there. "[2, 4096]":
 std::string format_dims(c10::IntArrayRef dims) {
   std::string text = "[";
   for (size_t i = 0; i < dims.size(); ++i) {
@@ -42,21 +45,21 @@ void check_arguments(const torch::Tensor& input, const std::optional<torch::Tens
               "rms_norm: input must have at least one dimension (the hidden size), got a 0-d tensor");
   TORCH_CHECK(is_supported_dtype(input.scalar_type()),
               "rms_norm: input dtype must be float32, float16 or bfloat16, got ", input.scalar_type());
-  TORCH_CHECK(input.is_cpu() || input.is_cuda(), "rms_norm: input is on ", input.device(),
+  TORCH_CHECK(input.is_cpu() || input.is_cuda(), "rms_norm: input is on ", input.device().str(),
               "; expected a CPU or CUDA tensor");
 #if !defined(CUDA_KERNEL)
   TORCH_CHECK(!input.is_cuda(), "rms_norm: this build of the kernel is CPU-only; input is on ",
-              input.device());
+              input.device().str());
 #endif
   if (!weight) return;
   const int64_t hidden = input.size(-1);
   TORCH_CHECK(weight->dim() == 1 && weight->size(0) == hidden, "rms_norm: weight must be 1-D with ",
-              hidden, " elements (the input's last dimension), got shape ", format_dims(weight->sizes()));
+              std::to_string(hidden), " elements (the input's last dimension), got shape ", format_dims(weight->sizes()));
   TORCH_CHECK(weight->scalar_type() == input.scalar_type() || weight->scalar_type() == at::kFloat,
               "rms_norm: weight dtype must be the input's (", input.scalar_type(),
               ") or float32, got ", weight->scalar_type());
-  TORCH_CHECK(weight->device() == input.device(), "rms_norm: weight is on ", weight->device(),
-              " but input is on ", input.device(), "; both must be on the same device");
+  TORCH_CHECK(weight->device() == input.device(), "rms_norm: weight is on ", weight->device().str(),
+              " but input is on ", input.device().str(), "; both must be on the same device");
 }
 
 at::ScalarType result_dtype(const torch::Tensor& input, const std::optional<torch::Tensor>& weight) {
@@ -70,8 +73,8 @@ void check_out(const torch::Tensor& out, const torch::Tensor& input,
   const auto expected = result_dtype(input, weight);
   TORCH_CHECK(out.scalar_type() == expected, "rms_norm: out must have dtype ", expected,
               " (torch.result_type(weight, input)), got ", out.scalar_type());
-  TORCH_CHECK(out.device() == input.device(), "rms_norm: out is on ", out.device(),
-              " but input is on ", input.device());
+  TORCH_CHECK(out.device() == input.device(), "rms_norm: out is on ", out.device().str(),
+              " but input is on ", input.device().str());
   TORCH_CHECK(out.is_contiguous(), "rms_norm: out must be contiguous, got strides ",
               format_dims(out.strides()));
   TORCH_CHECK(at::get_overlap_status(out, input) == at::MemOverlapStatus::No,
@@ -86,28 +89,33 @@ void check_out(const torch::Tensor& out, const torch::Tensor& input,
 // returns false when the rows need more, in which case the caller copies.
 bool fold_rows(const torch::Tensor& input, rmsnorm::RowLayout& layout) {
   layout.hidden = input.size(-1);
-  layout.rows = input.numel() / std::max<int64_t>(layout.hidden, 1);
-  if (layout.hidden == 0) layout.rows = 0;
-  std::vector<int64_t> sizes, strides;  // innermost first while folding
+  layout.rows = layout.hidden == 0 ? 0 : input.numel() / layout.hidden;
+  // Innermost first while folding; fixed arrays keep the decode path free of
+  // heap allocations.
+  int64_t sizes[rmsnorm::kMaxRowDims], strides[rmsnorm::kMaxRowDims];
+  int count = 0;
   for (int64_t d = input.dim() - 2; d >= 0; --d) {
     const int64_t size = input.size(d), stride = input.stride(d);
     if (size == 1) continue;
-    if (!sizes.empty() && stride == strides.back() * sizes.back()) {
-      sizes.back() *= size;
+    if (count > 0 && stride == strides[count - 1] * sizes[count - 1]) {
+      sizes[count - 1] *= size;
+    } else if (count == rmsnorm::kMaxRowDims) {
+      return false;
     } else {
-      sizes.push_back(size);
-      strides.push_back(stride);
+      sizes[count] = size;
+      strides[count] = stride;
+      ++count;
     }
   }
-  if (sizes.empty()) {  // a single row
-    sizes.push_back(1);
-    strides.push_back(layout.hidden);
+  if (count == 0) {  // a single row
+    sizes[0] = 1;
+    strides[0] = layout.hidden;
+    count = 1;
   }
-  if (sizes.size() > static_cast<size_t>(rmsnorm::kMaxRowDims)) return false;
-  layout.num_dims = static_cast<int>(sizes.size());
-  for (int i = 0; i < layout.num_dims; ++i) {
-    layout.sizes[i] = sizes[layout.num_dims - 1 - i];
-    layout.strides[i] = strides[layout.num_dims - 1 - i];
+  layout.num_dims = count;
+  for (int i = 0; i < count; ++i) {
+    layout.sizes[i] = sizes[count - 1 - i];
+    layout.strides[i] = strides[count - 1 - i];
   }
   return true;
 }
