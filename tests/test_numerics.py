@@ -26,9 +26,13 @@ NUM_ROWS = [1, 7, 83]
 HIDDEN_SIZES = [1, 8, 127, 128, 768, 769, 896, 4096, 4097, 5120, 8192]
 WIDE_HIDDEN = [70001]
 
-# Allowed deviation from HF eager on CUDA (see the module docstring).
+# Allowed deviation from HF eager on CUDA (see the module docstring), by input
+# dtype: a share of elements bitwise equal, and a relative bound of one step
+# of the input dtype's rounding (two where the weight multiply rounds again).
+# With an fp32 weight the output is fp32, so a one-step flip of the bf16/fp16
+# normalized value shows as thousands of fp32 ulps: the bound is relative.
 CUDA_MIN_BITWISE = {torch.bfloat16: 0.999, torch.float16: 0.99, torch.float32: 0.0}
-CUDA_MAX_ULP = {torch.bfloat16: 1, torch.float16: 1, torch.float32: 8}
+CUDA_RTOL = {torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10, torch.float32: 2.0**-20}
 
 
 def make_hf_module(cls, hidden, weight_dtype, device, eps=1e-5):
@@ -46,9 +50,8 @@ def check_against_hf(kernel, module, x):
     if x.device.type == "cpu":
         assert report["bitwise_fraction"] == 1.0, report
     else:
-        dtype = got.dtype
-        assert report["max_ulp"] <= CUDA_MAX_ULP[dtype], report
-        assert report["bitwise_fraction"] >= CUDA_MIN_BITWISE[dtype], report
+        assert report["bitwise_fraction"] >= CUDA_MIN_BITWISE[x.dtype], report
+        torch.testing.assert_close(got, expected, rtol=CUDA_RTOL[x.dtype], atol=1e-30)
     return report
 
 
