@@ -31,8 +31,8 @@ WIDE_HIDDEN = [70001]
 # of the input dtype's rounding (two where the weight multiply rounds again).
 # With an fp32 weight the output is fp32, so a one-step flip of the bf16/fp16
 # normalized value shows as thousands of fp32 ulps: the bound is relative.
-CUDA_MIN_BITWISE = {torch.bfloat16: 0.999, torch.float16: 0.99, torch.float32: 0.0}
-CUDA_RTOL = {torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10, torch.float32: 2.0**-20}
+CUDA_MIN_BITWISE = {torch.bfloat16: 0.99, torch.float16: 0.98, torch.float32: 0.0}
+CUDA_RTOL = {torch.bfloat16: 2.0**-6, torch.float16: 2.0**-9, torch.float32: 2.0**-20}
 
 
 def make_hf_module(cls, hidden, weight_dtype, device, eps=1e-5):

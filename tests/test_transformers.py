@@ -93,3 +93,38 @@ def test_layer_passes_kernels_validation():
 
     kernel = get_kernel(REPO_ID, version=VERSION)
     _validate_layer(check_cls=LlamaRMSNorm, cls=kernel.layers.RMSNorm, repo="rmsnorm")
+
+
+def test_olmo_order_models_stay_exact(device):
+    """Olmo2 shares the "RMSNorm" label but rounds once at the end; kernelizing
+    it must not shift its logits by a rounding (Liger's mapping does)."""
+    from transformers import Olmo2Config, Olmo2ForCausalLM
+    from transformers.models.olmo2.modeling_olmo2 import Olmo2RMSNorm
+
+    torch.manual_seed(0)
+    config = Olmo2Config(vocab_size=99, hidden_size=64, intermediate_size=74, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = Olmo2ForCausalLM(config).to(device=device, dtype=torch.bfloat16).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, Olmo2RMSNorm):
+                module.weight.copy_(torch.rand_like(module.weight) + 0.5)
+    input_ids = torch.randint(0, 99, (2, 9), device=device)
+    with torch.no_grad():
+        expected = model(input_ids).logits
+    with use_kernel_mapping(our_mapping(device), inherit_mapping=False):
+        kernelize(model, mode=Mode.INFERENCE, device=device)
+    assert any(m.forward.__func__.__module__.startswith("_rmsnorm_")
+               for m in model.modules() if isinstance(m, Olmo2RMSNorm))
+    with torch.no_grad():
+        assert torch.equal(model(input_ids).logits, expected)
+
+
+def test_gpt_oss_norm_keeps_its_rounding(kernel, device):
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRMSNorm
+
+    module = GptOssRMSNorm(96, eps=1e-5).to(device=device, dtype=torch.bfloat16)
+    with torch.no_grad():
+        module.weight.uniform_(0.5, 1.5)
+        x = torch.randn(5, 96, device=device, dtype=torch.bfloat16)
+        assert torch.equal(kernel.layers.RMSNorm.forward(module, x), module(x))

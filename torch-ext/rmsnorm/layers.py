@@ -8,6 +8,16 @@ from ._ops import ops
 
 _rms_norm = ops.rms_norm.default
 
+# transformers classes labelled "RMSNorm" that round in Olmo order
+# (weight * x_normed in fp32, one cast at the end) or NemotronH's variant of
+# it. The op rounds in Llama order, which would shift these by one rounding,
+# so they keep their own forward: exact, if not faster. (transformers 5.22/5.23)
+_KEEP_OWN_FORWARD = frozenset({
+    "AfmoeRMSNorm", "BeamRMSNorm", "DeepseekV4RMSNorm", "FlexOlmoRMSNorm", "FlintRMSNorm",
+    "GptOssRMSNorm", "Inkling2RMSNorm", "NemotronHRMSNorm", "NemotronH_Omni_RMSNorm",
+    "Olmo2RMSNorm", "Olmo3RMSNorm", "OlmoHybridRMSNorm", "OpenAIPrivacyFilterRMSNorm",
+})
+
 
 class RMSNorm(nn.Module):
     """Forward of HF's ``"RMSNorm"`` classes in Llama order (Llama, Mistral,
@@ -16,13 +26,16 @@ class RMSNorm(nn.Module):
 
     Reads ``self.weight`` (may be absent or None: weightless norm) and
     ``self.variance_epsilon``, or ``self.eps`` where that is the attribute.
-    Shapes: ``(..., hidden)`` in, same shape out.
+    Shapes: ``(..., hidden)`` in, same shape out. Olmo-order classes that share
+    the "RMSNorm" label (Olmo2/3, GptOss, DeepseekV4, ...) run their own forward.
     """
 
     weight: torch.Tensor
     variance_epsilon: float
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if type(self).__name__ in _KEEP_OWN_FORWARD:
+            return type(self).forward(self, hidden_states)
         eps = getattr(self, "variance_epsilon", None)
         if eps is None:
             eps = self.eps
