@@ -80,3 +80,30 @@ def test_no_generated_files_tracked():
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
     generated = [f for f in tracked if f.startswith("build/") or f.endswith((".so", "/_ops.py", "registration.h"))]
     assert generated == []
+
+
+def test_get_kernel_offline_from_published_cache(tmp_path):
+    """The real build, published into a Hugging Face cache exactly as a
+    download leaves it, loads with get_kernel(version=1) and HF_HUB_OFFLINE=1."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "LOCAL_KERNELS"}
+    publish = subprocess.run(
+        [sys.executable, "-m", "builder", "publish-cache", "--build-dir", str(BUILD_DIR), "--cache-dir", str(tmp_path)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+    )
+    assert publish.returncode == 0, publish.stderr
+    code = (
+        "import torch, kernels\n"
+        f"k = kernels.get_kernel({REPO_ID!r}, version={VERSION})\n"
+        "assert k.__name__.startswith('_rmsnorm_'), k.__name__\n"
+        f"assert {str(tmp_path)!r} in k.__file__, k.__file__\n"
+        "x = torch.randn(3, 64); w = torch.rand(64) + 0.5\n"
+        "xf = x.float(); ref = w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6))\n"
+        "torch.testing.assert_close(k.rms_norm(x, w, 1e-6), ref)\n"
+        "print('loaded', k.__name__)\n"
+    )
+    env.update(HF_HUB_OFFLINE="1", KERNELS_CACHE=str(tmp_path), HF_HUB_CACHE=str(tmp_path))
+    load = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert load.returncode == 0, load.stderr[-2000:]
+    assert "loaded _rmsnorm_" in load.stdout
