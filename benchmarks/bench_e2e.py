@@ -1,0 +1,162 @@
+"""End to end on one GPU: a Llama-architecture model with random bf16 weights
+(hidden 2048, intermediate 8192, 16 layers, 32 heads, 8 KV heads, vocab 128256),
+greedy decode tokens/s at batch 1 and 8 (eager, no CUDA graphs) and the time of
+one 8x2048-token prefill, for: vanilla HF, ours (kernelize), Liger's RMSNorm and
+torch.nn.functional.rms_norm swapped into every LlamaRMSNorm. Tokens of each
+variant are compared with vanilla's.
+
+    LOCAL_KERNELS=kernels-rmsnorm/rmsnorm=$PWD python benchmarks/bench_e2e.py --out benchmarks/results/e2e-h100.json
+"""
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+import tomllib
+import types
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_model():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, max_position_embeddings=4096)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    with torch.no_grad():
+        for module in norms(model):
+            module.weight.uniform_(0.5, 1.5)
+    return model
+
+
+def norms(model):
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    return [m for m in model.modules() if isinstance(m, LlamaRMSNorm)]
+
+
+def restore(model):
+    for module in norms(model):
+        module.__dict__.pop("forward", None)
+
+
+def swap_ours(model):
+    from kernels import LayerRepository, Mode, kernelize, use_kernel_mapping
+
+    general = tomllib.loads((REPO_ROOT / "build.toml").read_text())["general"]
+    repo = LayerRepository(repo_id=general["hub"]["repo-id"], layer_name="RMSNorm", revision=f"v{general['version']}")
+    with use_kernel_mapping({"RMSNorm": {"cuda": repo}}, inherit_mapping=False):
+        kernelize(model, mode=Mode.INFERENCE, device="cuda")
+
+
+def swap_liger(model):
+    from liger_kernel.ops.rms_norm import LigerRMSNormFunction
+
+    def forward(self, hidden_states):
+        return LigerRMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon, 0.0, "llama", False)
+
+    for module in norms(model):
+        module.forward = types.MethodType(forward, module)
+
+
+def swap_torch(model):
+    def forward(self, hidden_states):
+        return F.rms_norm(hidden_states, (hidden_states.shape[-1],), self.weight, self.variance_epsilon)
+
+    for module in norms(model):
+        module.forward = types.MethodType(forward, module)
+
+
+VARIANTS = {"vanilla": lambda model: None, "ours": swap_ours, "liger": swap_liger, "torch_rms_norm": swap_torch}
+
+
+def decode(model, batch, prompt_len, new_tokens):
+    torch.manual_seed(1)
+    ids = torch.randint(0, model.config.vocab_size, (batch, prompt_len), device="cuda")
+    kwargs = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=0)
+    with torch.no_grad():
+        model.generate(ids, **{**kwargs, "max_new_tokens": 4, "min_new_tokens": 4})
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = model.generate(ids, **kwargs)
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return out[:, prompt_len:], batch * new_tokens / seconds
+
+
+def prefill_ms(model, batch=8, seq=2048, reps=5):
+    ids = torch.randint(0, model.config.vocab_size, (batch, seq), device="cuda")
+    with torch.no_grad():
+        model(ids, logits_to_keep=1)
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            model(ids, logits_to_keep=1)
+            torch.cuda.synchronize()
+            times.append((time.perf_counter() - start) * 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "e2e.json")
+    args = parser.parse_args(argv)
+
+    model = build_model()
+    rows, reference = [], {}
+    for name, swap in VARIANTS.items():
+        restore(model)
+        try:
+            swap(model)
+        except Exception as e:  # a peer that is not installed is recorded, not fatal
+            rows.append({"impl": name, "error": f"{type(e).__name__}: {e}"})
+            continue
+        row = {"impl": name}
+        for batch in (1, 8):
+            tokens, tps = decode(model, batch, 16, args.new_tokens)
+            row[f"decode_b{batch}_tok_s"] = round(tps, 1)
+            if name == "vanilla":
+                reference[batch] = tokens
+            row[f"decode_b{batch}_tokens_equal_vanilla"] = bool(torch.equal(tokens, reference[batch]))
+        row["prefill_8x2048_ms"] = round(prefill_ms(model), 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    base = next(r for r in rows if r["impl"] == "vanilla")
+    for row in rows:
+        if "error" in row:
+            continue
+        row["decode_b1_speedup"] = round(row["decode_b1_tok_s"] / base["decode_b1_tok_s"], 3)
+        row["decode_b8_speedup"] = round(row["decode_b8_tok_s"] / base["decode_b8_tok_s"], 3)
+        row["prefill_speedup"] = round(base["prefill_8x2048_ms"] / row["prefill_8x2048_ms"], 3)
+    result = {
+        "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "model": "LlamaForCausalLM random bf16: hidden 2048, inter 8192, 16 layers, 32 heads, 8 kv, vocab 128256",
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'impl':>15} {'b1 tok/s':>9} {'b8 tok/s':>9} {'prefill ms':>10} {'b1 x':>6} {'b8 x':>6} {'pf x':>6} same-tokens")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['impl']:>15} error: {r['error'][:80]}")
+            continue
+        print(f"{r['impl']:>15} {r['decode_b1_tok_s']:9.1f} {r['decode_b8_tok_s']:9.1f} {r['prefill_8x2048_ms']:10.2f} "
+              f"{r['decode_b1_speedup']:6.3f} {r['decode_b8_speedup']:6.3f} {r['prefill_speedup']:6.3f} "
+              f"{r['decode_b1_tokens_equal_vanilla'] and r['decode_b8_tokens_equal_vanilla']}")
+
+
+if __name__ == "__main__":
+    main()
