@@ -51,4 +51,40 @@ def _rms_norm_fake(input: torch.Tensor, weight: Optional[torch.Tensor], epsilon:
     return input.new_empty(input.shape, dtype=dtype)
 
 
+def _setup_context(ctx, inputs, output):
+    input, weight, epsilon = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.epsilon = epsilon
+
+
+def _backward(ctx, grad_output):
+    """Gradients of the Llama-order forward, accumulated in fp32.
+
+    With n = x * r, r = rsqrt(mean(x^2) + eps) and y = w * T(n) (the cast to T
+    passes gradients through): dw = sum_rows(dy * T(n)), g = T(dy * w) and
+    dx = r * g - x * r^3 * mean(g * x). Written with torch ops (deterministic
+    reductions, any device); a fused backward kernel is future work.
+    """
+    input, weight = ctx.saved_tensors
+    x = input.float()
+    inv_rms = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + ctx.epsilon)
+    normed = x * inv_rms
+    dy = grad_output.float()
+    grad_weight = None
+    if weight is not None:
+        if ctx.needs_input_grad[1]:
+            rows = dy * normed.to(input.dtype).float()
+            grad_weight = rows.reshape(-1, rows.shape[-1]).sum(0).to(weight.dtype)
+        g = (dy * weight.float()).to(input.dtype).float()
+    else:
+        g = dy.to(input.dtype).float()
+    grad_input = None
+    if ctx.needs_input_grad[0]:
+        grad_input = (inv_rms * g - normed * (g * normed).mean(-1, keepdim=True) * inv_rms).to(input.dtype)
+    return grad_input, grad_weight, None
+
+
+torch.library.register_autograd(add_op_namespace_prefix("rms_norm"), _backward, setup_context=_setup_context)
+
+
 __all__ = ["rms_norm", "layers"]

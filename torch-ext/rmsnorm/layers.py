@@ -33,6 +33,9 @@ class RMSNorm(nn.Module):
     weight: torch.Tensor
     variance_epsilon: float
 
+    has_backward = True  # autograd registered on the op (fp32 backward)
+    can_torch_compile = True  # fake registered; fullgraph, dynamic shapes
+
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if type(self).__name__ in _KEEP_OWN_FORWARD:
             return type(self).forward(self, hidden_states)

@@ -1,0 +1,103 @@
+"""Autograd, fake registration and torch.compile (issue 4, first part): the
+op's backward against HF's own autograd, opcheck, a compiled kernelized model
+with no graph breaks and no recompiles, and a training step against vanilla."""
+
+import pytest
+import torch
+from kernels import Mode, kernelize, use_kernel_mapping
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+from conftest import bit_view
+from test_transformers import kernelized_norms, our_mapping, tiny_llama
+
+# fp32 gradients differ from HF's only through the summation order; bf16 ones
+# through bf16 roundings that HF's autograd performs in a different order.
+GRAD_TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("fp32_weight", [False, True], ids=["w=x.dtype", "w=fp32"])
+def test_gradients_match_hf_autograd(kernel, device, dtype, fp32_weight):
+    torch.manual_seed(0)
+    hidden = 384
+    module = LlamaRMSNorm(hidden, eps=1e-5).to(device=device, dtype=torch.float32 if fp32_weight else dtype)
+    with torch.no_grad():
+        module.weight.uniform_(0.5, 1.5)
+    x = torch.randn(6, 5, hidden, device=device).to(dtype)
+    grad_out = torch.randn(6, 5, hidden, device=device).to(module(x).dtype)
+
+    x_ref = x.clone().requires_grad_()
+    module(x_ref).backward(grad_out)
+    ref_dx, ref_dw = x_ref.grad, module.weight.grad.clone()
+    module.weight.grad = None
+
+    x_ours = x.clone().requires_grad_()
+    kernel.rms_norm(x_ours, module.weight, module.variance_epsilon).backward(grad_out)
+    assert x_ours.grad.dtype == ref_dx.dtype and module.weight.grad.dtype == ref_dw.dtype
+    torch.testing.assert_close(x_ours.grad, ref_dx, **GRAD_TOL[dtype])
+    torch.testing.assert_close(module.weight.grad, ref_dw, **GRAD_TOL[dtype] if not fp32_weight else
+                               dict(rtol=1e-4, atol=1e-4))
+
+
+def test_weightless_gradient(kernel, device):
+    x = torch.randn(4, 64, device=device, requires_grad=True)
+    kernel.rms_norm(x, None, 1e-6).sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    (x_ref * torch.rsqrt(x_ref.pow(2).mean(-1, keepdim=True) + 1e-6)).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_backward_is_deterministic(kernel, device):
+    torch.manual_seed(1)
+    x = torch.randn(257, 1024, device=device, dtype=torch.bfloat16, requires_grad=True)
+    w = torch.nn.Parameter(torch.rand(1024, device=device, dtype=torch.bfloat16) + 0.5)
+    grads = []
+    for _ in range(5):
+        x.grad, w.grad = None, None
+        kernel.rms_norm(x, w, 1e-6).float().square().sum().backward()
+        grads.append((bit_view(x.grad).clone(), bit_view(w.grad).clone()))
+    for dx, dw in grads[1:]:
+        assert torch.equal(dx, grads[0][0]) and torch.equal(dw, grads[0][1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_opcheck(kernel, device, dtype):
+    x = torch.randn(3, 5, 96, device=device, dtype=dtype, requires_grad=True)
+    w = torch.rand(96, device=device, dtype=dtype, requires_grad=True)
+    torch.library.opcheck(kernel.ops.rms_norm.default, (x, w, 1e-6))
+    torch.library.opcheck(kernel.ops.rms_norm.default, (x.detach(), None, 1e-5))
+    out = torch.empty_like(x.detach())
+    torch.library.opcheck(kernel.ops.rms_norm_out.default, (out, x.detach(), w.detach(), 1e-6))
+
+
+def test_compile_fullgraph_dynamic_no_recompile(device):
+    """aot_eager traces through the fake and the autograd registration exactly
+    as Inductor would, without spending CI minutes on code generation."""
+    model = tiny_llama(torch.float32, device)
+    with use_kernel_mapping(our_mapping(device), inherit_mapping=False):
+        kernelize(model, mode=Mode.INFERENCE | Mode.TORCH_COMPILE, device=device)
+    assert len(kernelized_norms(model)) == 5
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, dynamic=True, backend="aot_eager")
+    with torch.no_grad():
+        for seq in (7, 13):
+            ids = torch.randint(0, 99, (2, seq), device=device)
+            with torch._dynamo.config.patch(error_on_recompile=seq != 7):
+                got = compiled(ids).logits
+            torch.testing.assert_close(got, model(ids).logits, rtol=0, atol=0)
+
+
+def test_training_step_matches_vanilla(device):
+    torch.manual_seed(0)
+    vanilla = tiny_llama(torch.float32, device).train()
+    ours = tiny_llama(torch.float32, device).train()
+    ours.load_state_dict(vanilla.state_dict())
+    with use_kernel_mapping(our_mapping(device), inherit_mapping=False):
+        kernelize(ours, mode=Mode.TRAINING, device=device)
+    assert len(kernelized_norms(ours)) == 5  # the layer is picked for training
+
+    ids = torch.randint(0, 99, (2, 11), device=device)
+    for model in (vanilla, ours):
+        model(ids, labels=ids).loss.backward()
+    for (name, p_ref), (_, p_ours) in zip(vanilla.named_parameters(), ours.named_parameters()):
+        torch.testing.assert_close(p_ours.grad, p_ref.grad, rtol=1e-4, atol=1e-6, msg=name)
