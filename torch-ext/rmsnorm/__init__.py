@@ -12,11 +12,11 @@ from typing import Optional
 import torch
 
 from . import layers
+from ._call import rms_norm_op
 from ._ops import add_op_namespace_prefix, ops
 
 # Resolved once: calling the overload directly skips the packet lookup on
 # every call, which matters at decode where a call is a few microseconds.
-_rms_norm = ops.rms_norm.default
 _rms_norm_out = ops.rms_norm_out.default
 
 
@@ -40,7 +40,7 @@ def rms_norm(
         A contiguous tensor of x's shape with dtype ``torch.result_type(weight, x)``.
     """
     if out is None:
-        return _rms_norm(x, weight, eps)
+        return rms_norm_op(x, weight, eps)
     _rms_norm_out(out, x, weight, eps)
     return out
 

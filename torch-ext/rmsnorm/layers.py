@@ -4,9 +4,7 @@ module and reads that module's own ``weight`` and epsilon."""
 import torch
 from torch import nn
 
-from ._ops import ops
-
-_rms_norm = ops.rms_norm.default
+from ._call import rms_norm_op
 
 # transformers classes labelled "RMSNorm" that round in Olmo order
 # (weight * x_normed in fp32, one cast at the end) or NemotronH's variant of
@@ -42,7 +40,7 @@ class RMSNorm(nn.Module):
         eps = getattr(self, "variance_epsilon", None)
         if eps is None:
             eps = self.eps
-        return _rms_norm(hidden_states, getattr(self, "weight", None), eps)
+        return rms_norm_op(hidden_states, getattr(self, "weight", None), eps)
 
 
 __all__ = ["RMSNorm"]
