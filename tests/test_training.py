@@ -84,7 +84,9 @@ def test_compile_fullgraph_dynamic_no_recompile(device):
             ids = torch.randint(0, 99, (2, seq), device=device)
             with torch._dynamo.config.patch(error_on_recompile=seq != 7):
                 got = compiled(ids).logits
-            torch.testing.assert_close(got, model(ids).logits, rtol=0, atol=0)
+            # aot_eager decomposes attention differently on CUDA: fp32 noise there
+            exact = dict(rtol=0, atol=0) if device == "cpu" else dict(rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(got, model(ids).logits, **exact)
 
 
 def test_training_step_matches_vanilla(device):
