@@ -7,7 +7,7 @@ from kernels import LayerRepository, Mode, kernelize, use_kernel_mapping
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from conftest import REPO_ID, VERSION
+from conftest import REPO_ID, VERSION, requires_cuda
 
 
 def tiny_llama(dtype=torch.float32, device="cpu"):
@@ -128,3 +128,51 @@ def test_gpt_oss_norm_keeps_its_rounding(kernel, device):
         module.weight.uniform_(0.5, 1.5)
         x = torch.randn(5, 96, device=device, dtype=torch.bfloat16)
         assert torch.equal(kernel.layers.RMSNorm.forward(module, x), module(x))
+
+
+KERNEL_CONFIG_SCRIPT = """
+import sys, torch
+from kernels import LayerRepository, Mode, kernelize, use_kernel_mapping
+from transformers import AutoModelForCausalLM, KernelConfig
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+path, repo_id, revision = sys.argv[1], sys.argv[2], sys.argv[3]
+ours = lambda model: [m for m in model.modules() if isinstance(m, LlamaRMSNorm)
+                      and getattr(m.forward, "__func__", m.forward).__module__.startswith("_rmsnorm_")]
+vanilla = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map="cuda").eval()
+# revision=, not version=: a version is resolved on the Hub even with LOCAL_KERNELS.
+config = KernelConfig({"RMSNorm": (f"{repo_id}:RMSNorm", {"revision": revision, "trust_remote_code": True})})
+model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map="cuda",
+                                             use_kernels=True, kernel_config=config)
+assert len(ours(model)) == 5, len(ours(model))
+ids = torch.randint(0, 99, (2, 11), device="cuda")
+with torch.no_grad():
+    torch.testing.assert_close(model(ids).logits, vanilla(ids).logits, atol=5e-2, rtol=0)
+# transformers 5.22.2 registers a KernelConfig for the current mode only, so
+# model.train() falls back to LlamaRMSNorm.forward; a mode-less mapping fixes it.
+model.train()
+reverted = len(ours(model)) == 0
+with use_kernel_mapping({"RMSNorm": {"cuda": LayerRepository(repo_id=repo_id, layer_name="RMSNorm",
+                                                             revision=revision)}}, inherit_mapping=False):
+    kernelize(model, mode=Mode.TRAINING, device="cuda")
+assert len(ours(model)) == 5
+print("OK reverted-on-train" if reverted else "OK kept-on-train")
+"""
+
+
+@requires_cuda
+def test_kernel_config_route_offline(tmp_path):
+    """from_pretrained(use_kernels=True, kernel_config=KernelConfig(...)) with
+    LOCAL_KERNELS and HF_HUB_OFFLINE=1, and the model.train() workaround."""
+    import os
+    import subprocess
+    import sys
+
+    tiny_llama(torch.bfloat16, "cpu").save_pretrained(tmp_path / "tiny")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", KERNEL_CONFIG_SCRIPT, str(tmp_path / "tiny"), REPO_ID, f"v{VERSION}"],
+        env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK" in result.stdout
