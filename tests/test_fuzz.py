@@ -76,8 +76,13 @@ def test_fuzz_against_hf_and_fp64(kernel, device):
                 expected = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
         RESULTS["cases"] += 1
         assert got.shape == x.shape and got.dtype == expected.dtype
-        if device == "cpu":
+        # ATen splits the sum of a lone row of >= 32768 elements across CPU
+        # threads (two-pass reduction); that one case is bounded, not bitwise.
+        split_by_aten = x.numel() == hidden >= 32768 and torch.get_num_threads() > 1
+        if device == "cpu" and not split_by_aten:
             assert torch.equal(bit_view(got), bit_view(expected)), case
+        elif device == "cpu":
+            torch.testing.assert_close(got, expected, rtol=CUDA_RTOL[dtype], atol=1e-30, equal_nan=True)
         else:
             torch.testing.assert_close(got, expected, rtol=CUDA_RTOL[dtype], atol=1e-30, equal_nan=True)
         # Independent of HF: the formula in fp64 bounds the error by two

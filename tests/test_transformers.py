@@ -141,7 +141,10 @@ ours = lambda model: [m for m in model.modules() if isinstance(m, LlamaRMSNorm)
                       and getattr(m.forward, "__func__", m.forward).__module__.startswith("_rmsnorm_")]
 vanilla = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map="cuda").eval()
 # revision=, not version=: a version is resolved on the Hub even with LOCAL_KERNELS.
-config = KernelConfig({"RMSNorm": (f"{repo_id}:RMSNorm", {"revision": revision, "trust_remote_code": True})})
+# inherit_mapping=False: transformers' default mapping also names Hub kernels
+# (kernels-community/rotary, version 2) that cannot resolve offline.
+config = KernelConfig({"RMSNorm": (f"{repo_id}:RMSNorm", {"revision": revision, "trust_remote_code": True})},
+                      inherit_mapping=False)
 model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map="cuda",
                                              use_kernels=True, kernel_config=config)
 assert len(ours(model)) == 5, len(ours(model))
