@@ -15,6 +15,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace rmsnorm {
@@ -107,61 +108,250 @@ float aten_order_sum(const float* squares, int64_t n) {
   return total;
 }
 
+// sum of squares of x[0..n): ATen's order for float; plain order for the
+// double path (which exists for gradcheck, not for bitwise claims).
+float sum_of_squares(const float* x, float* squares, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) squares[i] = x[i] * x[i];
+  return aten_order_sum(squares, n);
+}
+
+double sum_of_squares(const double* x, double* /*squares*/, int64_t n) {
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) total += x[i] * x[i];
+  return total;
+}
+
+// fp32 for every float dtype, as HF computes; fp64 for double inputs.
+template <typename T>
+using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <typename Acc>
+Acc inverse_rms(Acc sum_sq, int64_t hidden, Acc eps) {
+  const Acc variance = sum_sq / static_cast<Acc>(hidden);
+  return Acc(1) / std::sqrt(variance + eps);  // ATen's rsqrt on the CPU
+}
+
+template <typename W, typename Acc>
+Acc fp32_scale(W w, NormOrder order) {
+  const Acc f = static_cast<Acc>(w);
+  return order == NormOrder::kGemma ? Acc(1) + f : f;
+}
+
+// One row from its fp32 (or fp64) values into O, rounded as `order` says.
+template <typename T, typename W, typename O, typename Acc, bool kHasWeight>
+void normalize_row(O* out_row, const Acc* x, Acc* scratch, const W* weight, int64_t hidden, Acc eps,
+                   NormOrder order) {
+  const Acc inv_rms = inverse_rms<Acc>(sum_of_squares(x, scratch, hidden), hidden, eps);
+  for (int64_t i = 0; i < hidden; ++i) {
+    const Acc normed = x[i] * inv_rms;
+    if constexpr (!kHasWeight) {
+      out_row[i] = static_cast<O>(static_cast<T>(normed));
+    } else if (order == NormOrder::kLlama) {
+      const T rounded = static_cast<T>(normed);  // round to T first, as HF does
+      out_row[i] = static_cast<O>(static_cast<Acc>(weight[i]) * static_cast<Acc>(rounded));
+    } else {
+      out_row[i] = static_cast<O>(fp32_scale<W, Acc>(weight[i], order) * normed);
+    }
+  }
+}
+
+int64_t rows_per_task(int64_t hidden) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(hidden, 1)); }
+
 template <typename T, typename W, typename O, bool kHasWeight>
-void rms_norm_rows(O* out, const T* input, const W* weight, const RowLayout& layout, float eps) {
+void rms_norm_rows(O* out, const T* input, const W* weight, const RowLayout& layout, double eps,
+                   NormOrder order) {
+  using Acc = acc_t<T>;
   const int64_t hidden = layout.hidden;
-  const float hidden_f = static_cast<float>(hidden);
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(hidden, 1));
-  at::parallel_for(0, layout.rows, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> x(hidden), squares(hidden);
+  at::parallel_for(0, layout.rows, rows_per_task(hidden), [&](int64_t begin, int64_t end) {
+    std::vector<Acc> x(hidden), scratch(hidden);
     for (int64_t row = begin; row < end; ++row) {
       const T* x_row = input + layout.offset_of(row);
-      for (int64_t i = 0; i < hidden; ++i) {
-        x[i] = static_cast<float>(x_row[i]);
-        squares[i] = x[i] * x[i];
-      }
-      const float variance = aten_order_sum(squares.data(), hidden) / hidden_f;
-      const float inv_rms = 1.0f / std::sqrt(variance + eps);  // ATen's rsqrt on the CPU
-      O* out_row = out + row * hidden;
-      for (int64_t i = 0; i < hidden; ++i) {
-        const T normed = static_cast<T>(x[i] * inv_rms);
-        if constexpr (kHasWeight) {
-          out_row[i] = static_cast<O>(static_cast<float>(weight[i]) * static_cast<float>(normed));
-        } else {
-          out_row[i] = normed;
-        }
-      }
+      for (int64_t i = 0; i < hidden; ++i) x[i] = static_cast<Acc>(x_row[i]);
+      normalize_row<T, W, O, Acc, kHasWeight>(out + row * hidden, x.data(), scratch.data(), weight, hidden,
+                                              static_cast<Acc>(eps), order);
     }
   });
 }
 
-template <typename T>
-void dispatch_weight(torch::Tensor& out, const torch::Tensor& input,
-                     const std::optional<torch::Tensor>& weight, const RowLayout& layout,
-                     float eps) {
-  const T* in = input.const_data_ptr<T>();
-  if (!weight) {
-    rms_norm_rows<T, T, T, false>(out.mutable_data_ptr<T>(), in, nullptr, layout, eps);
-  } else if (weight->scalar_type() == input.scalar_type()) {
-    rms_norm_rows<T, T, T, true>(out.mutable_data_ptr<T>(), in, weight->const_data_ptr<T>(),
-                                 layout, eps);
-  } else {
-    rms_norm_rows<T, float, float, true>(out.mutable_data_ptr<float>(), in,
-                                         weight->const_data_ptr<float>(), layout, eps);
+// residual_out = T(x + residual), out = A(norm(residual_out)); rows contiguous.
+// Each row is read before it is written, so out may be x and residual_out
+// may be residual (the in-place op).
+template <typename A, typename T, typename W>
+void add_rms_norm_rows(A* out, T* residual_out, const A* x_in, const T* residual, const W* weight,
+                       int64_t rows, int64_t hidden, double eps, NormOrder order) {
+  using Acc = acc_t<T>;
+  at::parallel_for(0, rows, rows_per_task(hidden), [&](int64_t begin, int64_t end) {
+    std::vector<Acc> x(hidden), scratch(hidden);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t start = row * hidden;
+      for (int64_t i = 0; i < hidden; ++i) {
+        const T sum = static_cast<T>(static_cast<Acc>(x_in[start + i]) + static_cast<Acc>(residual[start + i]));
+        residual_out[start + i] = sum;
+        x[i] = static_cast<Acc>(sum);
+      }
+      normalize_row<T, W, A, Acc, true>(out + start, x.data(), scratch.data(), weight, hidden,
+                                        static_cast<Acc>(eps), order);
+    }
+  });
+}
+
+// Backward (see rmsnorm_backward.cu for the formulas). dweight: each task of
+// kRowsPerPartial rows writes one partial row, summed afterwards in task
+// order: the same bits for any thread count.
+constexpr int64_t kRowsPerPartial = 32;
+
+template <typename T, typename W, typename G, bool kHasWeight>
+void rms_norm_backward_rows(T* grad_input, W* grad_weight, const G* grad_output, const T* input,
+                            const W* weight, int64_t rows, int64_t hidden, double eps, NormOrder order) {
+  using Acc = acc_t<T>;
+  const int64_t num_partials = (rows + kRowsPerPartial - 1) / kRowsPerPartial;
+  std::vector<Acc> partials(kHasWeight ? num_partials * hidden : 0);
+  auto grad_of_normed = [&](Acc dy, int64_t i) -> Acc {
+    if constexpr (!kHasWeight) {
+      return dy;
+    } else {
+      if (order == NormOrder::kLlama) return static_cast<Acc>(static_cast<T>(dy * static_cast<Acc>(weight[i])));
+      return dy * fp32_scale<W, Acc>(weight[i], order);
+    }
+  };
+  at::parallel_for(0, num_partials, 1, [&](int64_t first_task, int64_t last_task) {
+    std::vector<Acc> x(hidden), scratch(hidden);
+    for (int64_t task = first_task; task < last_task; ++task) {
+      Acc* partial = kHasWeight ? partials.data() + task * hidden : nullptr;
+      const int64_t row_end = std::min(rows, (task + 1) * kRowsPerPartial);
+      for (int64_t row = task * kRowsPerPartial; row < row_end; ++row) {
+        const T* x_row = input + row * hidden;
+        const G* dy_row = grad_output + row * hidden;
+        for (int64_t i = 0; i < hidden; ++i) x[i] = static_cast<Acc>(x_row[i]);
+        const Acc inv_rms = inverse_rms<Acc>(sum_of_squares(x.data(), scratch.data(), hidden), hidden,
+                                             static_cast<Acc>(eps));
+        Acc dot = 0;  // sum g * n
+        for (int64_t i = 0; i < hidden; ++i) {
+          dot += grad_of_normed(static_cast<Acc>(dy_row[i]), i) * (x[i] * inv_rms);
+        }
+        const Acc mean_gn = dot / static_cast<Acc>(hidden);
+        T* dx_row = grad_input + row * hidden;
+        for (int64_t i = 0; i < hidden; ++i) {
+          const Acc dy = static_cast<Acc>(dy_row[i]);
+          const Acc normed = x[i] * inv_rms;
+          dx_row[i] = static_cast<T>(inv_rms * (grad_of_normed(dy, i) - normed * mean_gn));
+          if constexpr (kHasWeight) {
+            const Acc used = order == NormOrder::kLlama ? static_cast<Acc>(static_cast<T>(normed)) : normed;
+            partial[i] += dy * used;
+          }
+        }
+      }
+    }
+  });
+  if constexpr (kHasWeight) {
+    at::parallel_for(0, hidden, 1024, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        Acc total = 0;
+        for (int64_t p = 0; p < num_partials; ++p) total += partials[p * hidden + i];
+        grad_weight[i] = static_cast<W>(total);
+      }
+    });
   }
 }
+
+// Calls f(T{}) for the C++ type of a CPU input dtype.
+template <typename F>
+void visit_cpu_dtype(at::ScalarType dtype, F&& f) {
+  switch (dtype) {
+    case at::kFloat: f(float{}); break;
+    case at::kHalf: f(at::Half{}); break;
+    case at::kBFloat16: f(at::BFloat16{}); break;
+    case at::kDouble: f(double{}); break;
+    default: TORCH_CHECK(false, "rms_norm: unsupported input dtype ", dtype);
+  }
+}
+
+template <typename T>
+using fp32_or_double = acc_t<T>;
 
 }  // namespace
 }  // namespace rmsnorm
 
 void rms_norm_cpu(torch::Tensor& out, const torch::Tensor& input,
                   const std::optional<torch::Tensor>& weight, const rmsnorm::RowLayout& layout,
-                  double epsilon) {
-  const float eps = static_cast<float>(epsilon);
-  switch (input.scalar_type()) {
-    case at::kFloat: rmsnorm::dispatch_weight<float>(out, input, weight, layout, eps); break;
-    case at::kHalf: rmsnorm::dispatch_weight<at::Half>(out, input, weight, layout, eps); break;
-    case at::kBFloat16: rmsnorm::dispatch_weight<at::BFloat16>(out, input, weight, layout, eps); break;
-    default: TORCH_CHECK(false, "rms_norm: unsupported input dtype ", input.scalar_type());
-  }
+                  double epsilon, rmsnorm::NormOrder order) {
+  using namespace rmsnorm;
+  visit_cpu_dtype(input.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    using F = fp32_or_double<T>;  // the other weight dtype the binding admits
+    const T* in = input.const_data_ptr<T>();
+    if (!weight) {
+      rms_norm_rows<T, T, T, false>(out.mutable_data_ptr<T>(), in, nullptr, layout, epsilon, order);
+    } else if (weight->scalar_type() == input.scalar_type()) {
+      rms_norm_rows<T, T, T, true>(out.mutable_data_ptr<T>(), in, weight->const_data_ptr<T>(), layout,
+                                   epsilon, order);
+    } else if (order == NormOrder::kLlama) {
+      rms_norm_rows<T, F, F, true>(out.mutable_data_ptr<F>(), in, weight->const_data_ptr<F>(), layout,
+                                   epsilon, order);
+    } else {
+      rms_norm_rows<T, F, T, true>(out.mutable_data_ptr<T>(), in, weight->const_data_ptr<F>(), layout,
+                                   epsilon, order);
+    }
+  });
+}
+
+void add_rms_norm_cpu(torch::Tensor& out, torch::Tensor& residual_out, const torch::Tensor& x,
+                      const torch::Tensor& residual, const torch::Tensor& weight, double epsilon,
+                      rmsnorm::NormOrder order) {
+  using namespace rmsnorm;
+  const int64_t hidden = x.size(-1);
+  const int64_t rows = x.numel() / hidden;
+  visit_cpu_dtype(x.scalar_type(), [&](auto tag) {
+    using A = decltype(tag);
+    using F = fp32_or_double<A>;
+    auto run = [&](auto residual_tag, auto weight_tag) {
+      using T = decltype(residual_tag);
+      using W = decltype(weight_tag);
+      add_rms_norm_rows<A, T, W>(out.mutable_data_ptr<A>(), residual_out.mutable_data_ptr<T>(),
+                                 x.const_data_ptr<A>(), residual.const_data_ptr<T>(),
+                                 weight.const_data_ptr<W>(), rows, hidden, epsilon, order);
+    };
+    const bool wide_residual = residual.scalar_type() != x.scalar_type();
+    const bool wide_weight = weight.scalar_type() != x.scalar_type();
+    if (!wide_residual && !wide_weight) {
+      run(A{}, A{});
+    } else if (!wide_residual) {
+      run(A{}, F{});
+    } else if (!wide_weight) {
+      run(F{}, A{});
+    } else {
+      run(F{}, F{});
+    }
+  });
+}
+
+void rms_norm_backward_cpu(torch::Tensor& grad_input, torch::Tensor& grad_weight,
+                           const torch::Tensor& grad_output, const torch::Tensor& input,
+                           const std::optional<torch::Tensor>& weight, double epsilon,
+                           rmsnorm::NormOrder order) {
+  using namespace rmsnorm;
+  const int64_t hidden = input.size(-1);
+  const int64_t rows = input.numel() / hidden;
+  visit_cpu_dtype(input.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    using F = fp32_or_double<T>;
+    T* dx = grad_input.mutable_data_ptr<T>();
+    const T* in = input.const_data_ptr<T>();
+    if (!weight) {
+      rms_norm_backward_rows<T, T, T, false>(dx, nullptr, grad_output.const_data_ptr<T>(), in, nullptr,
+                                             rows, hidden, epsilon, order);
+    } else if (weight->scalar_type() == input.scalar_type()) {
+      rms_norm_backward_rows<T, T, T, true>(dx, grad_weight.mutable_data_ptr<T>(),
+                                            grad_output.const_data_ptr<T>(), in,
+                                            weight->const_data_ptr<T>(), rows, hidden, epsilon, order);
+    } else if (order == NormOrder::kLlama) {
+      rms_norm_backward_rows<T, F, F, true>(dx, grad_weight.mutable_data_ptr<F>(),
+                                            grad_output.const_data_ptr<F>(), in,
+                                            weight->const_data_ptr<F>(), rows, hidden, epsilon, order);
+    } else {
+      rms_norm_backward_rows<T, F, T, true>(dx, grad_weight.mutable_data_ptr<F>(),
+                                            grad_output.const_data_ptr<T>(), in,
+                                            weight->const_data_ptr<F>(), rows, hidden, epsilon, order);
+    }
+  });
 }

@@ -83,4 +83,41 @@ inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec) {
   return config;
 }
 
+// Backward: x and dy of a row in registers plus the thread's dweight sums
+// (kVec floats per chunk), so a thread holds fewer chunks than in the forward.
+// Rows of more than 2048 chunks (bf16 > 16K) take the any-length kernel.
+struct BackwardLaunchConfig {
+  int vecs_per_thread = 1;
+  int threads_per_row_log2 = 0;
+  int rows_per_block = 1;
+  bool any_length = false;
+  int threads_per_block() const { return (1 << threads_per_row_log2) * rows_per_block; }
+};
+constexpr VecsPerThreadRule kBackwardVectorRules[] = {
+    {512, 1},   // bf16 hidden <= 4096
+    {1024, 2},  // <= 8192
+    {2048, 4},  // <= 16384
+};
+constexpr int kBackwardAnyThreads = 256;
+
+inline BackwardLaunchConfig pick_backward_launch_config(int64_t num_vecs) {
+  BackwardLaunchConfig config;
+  int target = 0;
+  for (const auto& rule : kBackwardVectorRules) {
+    if (num_vecs <= rule.max_vecs_per_row) {
+      target = rule.target_vecs_per_thread;
+      break;
+    }
+  }
+  if (target == 0) {
+    config.any_length = true;
+    return config;
+  }
+  config.threads_per_row_log2 = std::min(ceil_log2((num_vecs + target - 1) / target), kMaxThreadsPerRowLog2);
+  const int64_t threads_per_row = int64_t{1} << config.threads_per_row_log2;
+  config.vecs_per_thread = int(int64_t{1} << ceil_log2((num_vecs + threads_per_row - 1) / threads_per_row));
+  config.rows_per_block = int(std::max<int64_t>(1, kThreadsPerBlockTarget / threads_per_row));
+  return config;
+}
+
 }  // namespace rmsnorm

@@ -105,9 +105,9 @@ BAD_INPUTS = [
     ("weight 2-D", lambda d: (torch.randn(2, 8, device=d), torch.ones(1, 8, device=d)),
      r"weight must be 1-D with 8 elements"),
     ("integer input", lambda d: (torch.ones(2, 8, dtype=torch.int32, device=d), torch.ones(8, device=d)),
-     r"input dtype must be float32, float16 or bfloat16, got Int"),
-    ("float64 input", lambda d: (torch.randn(2, 8, dtype=torch.float64, device=d), torch.ones(8, dtype=torch.float64, device=d)),
-     r"input dtype must be float32, float16 or bfloat16, got Double"),
+     r"input dtype must be float32, float16 or bfloat16 \(float64 on the CPU\), got Int"),
+    ("fp64 weight on fp32 input", lambda d: (torch.randn(2, 8, device=d), torch.ones(8, dtype=torch.float64, device=d)),
+     r"weight dtype must be the input's \(Float\) or float32, got Double"),
     ("weight dtype", lambda d: (torch.randn(2, 8, device=d, dtype=torch.bfloat16), torch.ones(8, device=d, dtype=torch.float16)),
      r"weight dtype must be the input's \(BFloat16\) or float32, got Half"),
     ("0-d input", lambda d: (torch.tensor(1.0, device=d), torch.ones(1, device=d)),
@@ -133,6 +133,31 @@ def test_bad_out_raises_clear_errors(kernel, device, make_out, message):
     w = torch.ones(8, device=device)
     with pytest.raises(RuntimeError, match=message):
         kernel.rms_norm(x, w, 1e-6, out=make_out(x))
+
+
+@requires_cuda
+def test_float64_is_cpu_only(kernel):
+    x = torch.randn(2, 8, dtype=torch.float64, device="cuda")
+    with pytest.raises(RuntimeError, match=r"float64 runs on the CPU only"):
+        kernel.rms_norm(x, None, 1e-6)
+
+
+def test_float64_on_cpu_is_fp64_math(kernel):
+    """fp64 exists for gradcheck: computed in fp64 throughout (HF's modules
+    would round through fp32)."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 33, dtype=torch.float64)
+    w = torch.rand(33, dtype=torch.float64) + 0.5
+    expected = w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+    torch.testing.assert_close(kernel.rms_norm(x, w, 1e-6), expected, rtol=1e-14, atol=1e-14)
+
+
+def test_order_argument_is_checked(kernel, device):
+    x = torch.randn(2, 8, device=device)
+    with pytest.raises(RuntimeError, match=r"order must be 0 \(llama\), 1 \(olmo\) or 2 \(gemma\), got 7"):
+        kernel.ops.rms_norm(x, None, 1e-6, 7)
+    with pytest.raises(ValueError, match=r"order must be one of"):
+        kernel.rms_norm(x, None, 1e-6, order="gemma2")
 
 
 @requires_cuda

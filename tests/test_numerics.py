@@ -16,9 +16,20 @@ from transformers.models.mistral.modeling_mistral import MistralRMSNorm
 from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
 
+from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
+from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRMSNorm
+from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHRMSNorm
+from transformers.models.olmo2.modeling_olmo2 import Olmo2RMSNorm
+
 from conftest import bitwise_report
 
 HF_MODULES = [LlamaRMSNorm, MistralRMSNorm, Qwen2RMSNorm, Qwen3RMSNorm]
+# Olmo order (fp32 multiply, one cast) under the same "RMSNorm" label, and
+# Gemma order (1 + w in fp32), served by their layers.
+OLMO_ORDER_MODULES = [Olmo2RMSNorm, GptOssRMSNorm, NemotronHRMSNorm]
+GEMMA_ORDER_MODULES = [GemmaRMSNorm, Gemma2RMSNorm, Gemma3RMSNorm]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # Decode, a few tokens, a prime count; hidden sizes from head dims to 8K,
 # with odd ones that defeat vector loads and one past the register path.
@@ -42,10 +53,15 @@ def make_hf_module(cls, hidden, weight_dtype, device, eps=1e-5):
     return module.to(device=device, dtype=weight_dtype)
 
 
-def check_against_hf(kernel, module, x):
+def check_against_hf(kernel, module, x, forward=None):
+    """Our forward (default: rms_norm with the module's weight and eps) against
+    the module's own, bitwise on the CPU, within the bounds above on CUDA."""
     with torch.no_grad():
         expected = module(x)
-        got = kernel.rms_norm(x, module.weight, module.variance_epsilon)
+        if forward is None:
+            got = kernel.rms_norm(x, module.weight, module.variance_epsilon)
+        else:
+            got = forward(module, x)
     report = bitwise_report(got, expected)
     if x.device.type == "cpu":
         assert report["bitwise_fraction"] == 1.0, report
@@ -76,6 +92,20 @@ def test_matches_each_llama_order_family(kernel, device, cls, dtype):
     check_against_hf(kernel, module, x)
 
 
+@pytest.mark.parametrize("cls", OLMO_ORDER_MODULES + GEMMA_ORDER_MODULES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("fp32_weight", [False, True], ids=["w=x.dtype", "w=fp32"])
+@pytest.mark.parametrize("hidden", [96, 4096, 4097, 70001])
+def test_matches_olmo_and_gemma_orders(kernel, device, cls, dtype, fp32_weight, hidden):
+    """Each class through the layer kernelize/patching gives it, against the
+    class's own forward."""
+    torch.manual_seed(hidden + 17)
+    module = make_hf_module(cls, hidden, torch.float32 if fp32_weight else dtype, device, eps=1e-6)
+    layer = kernel.layers.GemmaRMSNorm if cls in GEMMA_ORDER_MODULES else kernel.layers.RMSNorm
+    x = (torch.randn(5, hidden, device=device) * 2).to(dtype)
+    check_against_hf(kernel, module, x, forward=layer.forward)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("hidden", WIDE_HIDDEN)
 def test_wide_rows(kernel, device, dtype, hidden):
@@ -99,18 +129,31 @@ def test_qwen3_qk_norm_on_strided_view(kernel, device):
         check_against_hf(kernel, module, view)
 
 
+FP64_FORMULAS = {
+    # order: (our call, expected output from x64, normed64 and the weight)
+    "llama": (lambda k, x, w, eps: k.rms_norm(x, w, eps),
+              lambda normed, w, dtype: w.double() * normed.to(dtype).double()),
+    "olmo": (lambda k, x, w, eps: k.rms_norm(x, w, eps, order="olmo"),
+             lambda normed, w, dtype: w.double() * normed),
+    "gemma": (lambda k, x, w, eps: k.gemma_rms_norm(x, w, eps),
+              lambda normed, w, dtype: (1 + w.double()) * normed),
+}
+
+
+@pytest.mark.parametrize("order", sorted(FP64_FORMULAS))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_against_fp64_reference(kernel, device, dtype):
-    """Independent of HF: the Llama-order formula evaluated in float64, with the
-    one rounding to the input dtype the formula prescribes."""
+def test_against_fp64_reference(kernel, device, dtype, order):
+    """Independent of HF: each order's formula evaluated in float64, with the
+    roundings to the input dtype the formula prescribes."""
     torch.manual_seed(11)
     rows, hidden, eps = 64, 1536, 1e-6
     x = (torch.randn(rows, hidden, device=device) * 4).to(dtype)
     weight = (torch.rand(hidden, device=device) + 0.5).to(dtype)
     x64 = x.double()
-    normed = (x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
-    expected = weight.double() * normed.double()
-    got = kernel.rms_norm(x, weight, eps).double()
+    normed = x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps)
+    call, formula = FP64_FORMULAS[order]
+    expected = formula(normed, weight, dtype)
+    got = call(kernel, x, weight, eps).double()
     rel = (got - expected).norm() / expected.norm()
     # Two roundings to the output dtype bound the error by about one ulp each.
     bound = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]

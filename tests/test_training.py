@@ -103,3 +103,99 @@ def test_training_step_matches_vanilla(device):
         model(ids, labels=ids).loss.backward()
     for (name, p_ref), (_, p_ours) in zip(vanilla.named_parameters(), ours.named_parameters()):
         torch.testing.assert_close(p_ours.grad, p_ref.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+ORDER_MODULES = {
+    "olmo": ("transformers.models.olmo2.modeling_olmo2", "Olmo2RMSNorm", "RMSNorm"),
+    "gemma": ("transformers.models.gemma3.modeling_gemma3", "Gemma3RMSNorm", "GemmaRMSNorm"),
+}
+
+
+@pytest.mark.parametrize("order", sorted(ORDER_MODULES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("fp32_weight", [False, True], ids=["w=x.dtype", "w=fp32"])
+def test_gradients_match_hf_other_orders(kernel, device, order, dtype, fp32_weight):
+    """Olmo and Gemma orders: the layer's backward against the class's own
+    autograd (mixed precision included: grads in the input's and weight's dtypes)."""
+    import importlib
+
+    module_path, class_name, layer_name = ORDER_MODULES[order]
+    cls = getattr(importlib.import_module(module_path), class_name)
+    torch.manual_seed(0)
+    hidden = 384
+    module = cls(hidden, eps=1e-5).to(device=device, dtype=torch.float32 if fp32_weight else dtype)
+    with torch.no_grad():
+        module.weight.uniform_(0.5, 1.5)
+    x = torch.randn(6, 5, hidden, device=device).to(dtype)
+    grad_out = torch.randn(6, 5, hidden, device=device).to(dtype)
+
+    x_ref = x.clone().requires_grad_()
+    module(x_ref).backward(grad_out)
+    ref_dx, ref_dw = x_ref.grad, module.weight.grad.clone()
+    module.weight.grad = None
+
+    x_ours = x.clone().requires_grad_()
+    getattr(kernel.layers, layer_name).forward(module, x_ours).backward(grad_out)
+    assert x_ours.grad.dtype == ref_dx.dtype and module.weight.grad.dtype == ref_dw.dtype
+    torch.testing.assert_close(x_ours.grad, ref_dx, **GRAD_TOL[dtype])
+    # dweight sums over 30 rows: HF rounds each product to the weight dtype in bf16.
+    torch.testing.assert_close(module.weight.grad, ref_dw, **GRAD_TOL[module.weight.dtype])
+
+
+GRADCHECK_CALLS = {
+    "llama": lambda k: (lambda x, w: k.rms_norm(x, w, 1e-5)),
+    "llama-weightless": lambda k: (lambda x, w: k.rms_norm(x, None, 1e-5) * w),
+    "olmo": lambda k: (lambda x, w: k.rms_norm(x, w, 1e-5, order="olmo")),
+    "gemma": lambda k: (lambda x, w: k.gemma_rms_norm(x, w, 1e-5)),
+    "fused-add": lambda k: (lambda x, w: torch.cat(k.fused_add_rms_norm(x, x.flip(0) * 0.5, w, 1e-5), -1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADCHECK_CALLS))
+def test_gradcheck_fp64_cpu(kernel, name):
+    """torch.autograd.gradcheck in float64 (the CPU path computes in fp64 for
+    float64 inputs; its bitwise claims are for fp32/fp16/bf16)."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 37, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(37, dtype=torch.float64) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(GRADCHECK_CALLS[name](kernel), (x, w))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", sorted(GRADCHECK_CALLS))
+def test_gradcheck_fp32_cuda(kernel, name):
+    """CUDA has no fp64 path: gradcheck in fp32 with eps=1e-3 and atol/rtol 1e-2
+    (finite differences in fp32 carry about 1e-4 of rounding noise)."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 32, device="cuda", requires_grad=True)
+    w = (torch.rand(32, device="cuda") + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(GRADCHECK_CALLS[name](kernel), (x, w), eps=1e-3, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_opcheck_other_orders_and_backward_op(kernel, device, order):
+    x = torch.randn(3, 5, 96, device=device, dtype=torch.bfloat16, requires_grad=True)
+    w = torch.rand(96, device=device, dtype=torch.float32, requires_grad=True)
+    torch.library.opcheck(kernel.ops.rms_norm.default, (x, w, 1e-6, order))
+    grad = torch.randn(3, 5, 96, device=device, dtype=torch.bfloat16)
+    torch.library.opcheck(kernel.ops.rms_norm_backward.default, (grad, x.detach(), w.detach(), 1e-6, order))
+
+
+def test_dweight_over_many_blocks_is_deterministic_and_right(kernel, device):
+    """Enough rows that dweight is reduced from many block partials: the same
+    bits on every run, and the fp64 sum within fp32 accumulation error."""
+    torch.manual_seed(3)
+    rows, hidden = (4096, 2048) if device == "cuda" else (300, 256)
+    x = torch.randn(rows, hidden, device=device, requires_grad=True)
+    w = torch.nn.Parameter(torch.rand(hidden, device=device) + 0.5)
+    grad = torch.randn(rows, hidden, device=device)
+    results = []
+    for _ in range(3):
+        x.grad, w.grad = None, None
+        kernel.rms_norm(x, w, 1e-6).backward(grad)
+        results.append(bit_view(w.grad).clone())
+    assert all(torch.equal(r, results[0]) for r in results[1:])
+    x64 = x.detach().double()
+    normed = (x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + 1e-6)).float().double()
+    expected = (grad.double() * normed).sum(0)
+    torch.testing.assert_close(w.grad.double(), expected, rtol=1e-5, atol=1e-3)

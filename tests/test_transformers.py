@@ -179,3 +179,138 @@ def test_kernel_config_route_offline(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK" in result.stdout
+
+
+def tiny_model(family, dtype, device):
+    """A tiny random model of a Gemma family (norm weights made to matter)."""
+    import transformers
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=99, hidden_size=64, intermediate_size=74, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64)
+    if family == "gemma":
+        model = transformers.GemmaForCausalLM(transformers.GemmaConfig(**common))
+    elif family == "gemma2":
+        model = transformers.Gemma2ForCausalLM(transformers.Gemma2Config(**common, sliding_window=16))
+    else:
+        model = transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**common, sliding_window=16))
+    model = model.to(device=device, dtype=dtype).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if "RMSNorm" in type(module).__name__ and getattr(module, "weight", None) is not None:
+                module.weight.copy_(torch.randn_like(module.weight) * 0.3)
+    return model
+
+
+@pytest.mark.parametrize("family,norms_per_class", [
+    ("gemma", {"GemmaRMSNorm": 5}),
+    ("gemma2", {"Gemma2RMSNorm": 9}),
+    ("gemma3", {"Gemma3RMSNorm": 13}),
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_patch_gemma_models_exact(kernel, device, family, norms_per_class, dtype):
+    """Gemma's norms are not labelled for kernelize: patch_rmsnorm_modules
+    swaps in the Gemma-order layer; logits stay bit for bit (CPU), and the
+    profiler sees our op once per norm."""
+    model = tiny_model(family, dtype, device)
+    ids = torch.randint(0, 99, (2, 11), device=device)
+    with torch.no_grad():
+        expected = model(ids).logits
+    counts = kernel.patch_rmsnorm_modules(model)
+    assert counts == norms_per_class
+    with torch.no_grad():
+        assert kernel.kernel_op_counts(model, ids) == {"rms_norm": sum(norms_per_class.values())}
+        got = model(ids).logits
+    if device == "cpu":
+        assert torch.equal(got, expected)
+    else:
+        torch.testing.assert_close(got, expected, atol=5e-2 if dtype == torch.bfloat16 else 1e-4, rtol=0)
+
+
+def test_patch_counts_per_class_and_skips(kernel, device):
+    """Llama- and Olmo-order norms are patched with their own order; weightless
+    norms and forms the patcher does not know keep their forward, named in a
+    warning."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+    from transformers.models.olmo2.modeling_olmo2 import Olmo2RMSNorm
+    from transformers.models.qwen3_next.modeling_qwen3_next import Qwen3NextRMSNormGated
+
+    class WeightlessRMSNorm(LlamaRMSNorm):
+        pass
+
+    weightless = WeightlessRMSNorm(32)
+    weightless.weight = None
+    model = torch.nn.ModuleList([LlamaRMSNorm(32), LlamaRMSNorm(32), Olmo2RMSNorm(32), weightless,
+                                 Qwen3NextRMSNormGated(32)]).to(device=device, dtype=torch.bfloat16)
+    with torch.no_grad():
+        model[2].weight.uniform_(0.5, 1.5)
+    x = torch.randn(3, 32, device=device, dtype=torch.bfloat16)
+    with torch.no_grad():
+        expected = model[2](x)
+    with pytest.warns(UserWarning, match=r"Qwen3NextRMSNormGated \(forward is not a known rounding form\).*"
+                                         r"WeightlessRMSNorm \(no weight\)"):
+        counts = kernel.patch_rmsnorm_modules(model)
+    assert counts == {"LlamaRMSNorm": 2, "Olmo2RMSNorm": 1}
+    with torch.no_grad():
+        assert torch.equal(model[2](x), expected) or device == "cuda"
+        assert kernel.kernel_op_counts(model[2], x) == {"rms_norm": 1}
+
+
+def _decorated_rmsnorm_classes():
+    """(class name, compact forward source) of every class transformers labels
+    "RMSNorm" for kernelize, read from the installed sources."""
+    import pathlib
+    import re
+
+    import transformers
+
+    root = pathlib.Path(transformers.__file__).parent / "models"
+    found = {}
+    pattern = re.compile(r'@use_kernel_forward_from_hub\("RMSNorm"\)\nclass (\w+)\([^)]*\):\n(.*?)(?=\n\S)', re.S)
+    for path in sorted(root.glob("*/modeling_*.py")):
+        for name, body in pattern.findall(path.read_text()):
+            forward = body[body.index("def forward"):] if "def forward" in body else ""
+            found[name] = re.sub(r"\s+", "", re.sub(r"#[^\n]*", "", forward))
+    return found
+
+
+def test_olmo_order_list_covers_pinned_transformers(kernel):
+    """Every "RMSNorm"-labelled class of the pinned transformers rounds in
+    Llama order or is in the layer's Olmo list: no class is silently shifted."""
+    classes = _decorated_rmsnorm_classes()
+    assert len(classes) > 100
+    llama = {n for n, src in classes.items() if "self.weight*hidden_states.to(input_dtype)" in src}
+    olmo = {n for n, src in classes.items()
+            if "(self.weight*hidden_states).to(input_dtype)" in src
+            or "(self.weight.to(torch.float32)*hidden_states).to(input_dtype)" in src}
+    assert llama | olmo == set(classes), sorted(set(classes) - llama - olmo)
+    assert olmo <= kernel.orders.OLMO_ORDER_CLASSES
+    assert not (llama & kernel.orders.OLMO_ORDER_CLASSES)
+
+
+def test_rounding_order_classifier(kernel):
+    from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRMSNorm
+    from transformers.models.llama4.modeling_llama4 import Llama4TextRMSNorm
+    from transformers.models.mistral.modeling_mistral import MistralRMSNorm
+    from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHRMSNorm, NemotronHRMSNormGated
+
+    order_of = kernel.orders.rounding_order_of
+    assert order_of(MistralRMSNorm) == "llama"
+    assert order_of(GptOssRMSNorm) == order_of(NemotronHRMSNorm) == "olmo"
+    assert order_of(Gemma2RMSNorm) == "gemma"
+    assert order_of(Llama4TextRMSNorm) is None  # x * rsqrt(...).type_as(x): another form
+    assert order_of(NemotronHRMSNormGated) is None  # takes a gate
+
+
+def test_layers_pass_kernels_validation(kernel):
+    from kernels.layer.layer import _validate_layer
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+
+    _validate_layer(check_cls=Gemma3RMSNorm, cls=kernel.layers.GemmaRMSNorm, repo="rmsnorm")
+
+    class DecoderNorm(torch.nn.Module):  # an engine's fused norm
+        def forward(self, x, residual):
+            return x, residual
+
+    _validate_layer(check_cls=DecoderNorm, cls=kernel.layers.FusedAddRMSNorm, repo="rmsnorm")

@@ -16,8 +16,17 @@
 #if defined(CUDA_KERNEL)
 void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
                    const std::optional<torch::Tensor>& weight, const rmsnorm::RowLayout& layout,
-                   double epsilon);
+                   double epsilon, rmsnorm::NormOrder order);
+void add_rms_norm_cuda(torch::Tensor& out, torch::Tensor& residual_out, const torch::Tensor& x,
+                       const torch::Tensor& residual, const torch::Tensor& weight,
+                       const rmsnorm::RowLayout& layout, double epsilon, rmsnorm::NormOrder order);
+void rms_norm_backward_cuda(torch::Tensor& grad_input, torch::Tensor& grad_weight,
+                            const torch::Tensor& grad_output, const torch::Tensor& input,
+                            const std::optional<torch::Tensor>& weight, double epsilon,
+                            rmsnorm::NormOrder order);
 #endif
+
+using rmsnorm::NormOrder;
 
 namespace {
 
@@ -36,43 +45,68 @@ std::string format_dims(c10::IntArrayRef dims) {
 }
 
 bool is_supported_dtype(at::ScalarType dtype) {
-  return dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16;
+  return dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kDouble;
 }
 
-void check_arguments(const torch::Tensor& input, const std::optional<torch::Tensor>& weight) {
-  TORCH_CHECK(input.defined(), "rms_norm: input is an undefined tensor");
-  TORCH_CHECK(input.dim() >= 1,
-              "rms_norm: input must have at least one dimension (the hidden size), got a 0-d tensor");
-  TORCH_CHECK(is_supported_dtype(input.scalar_type()),
-              "rms_norm: input dtype must be float32, float16 or bfloat16, got ", input.scalar_type());
-  TORCH_CHECK(input.is_cpu() || input.is_cuda(), "rms_norm: input is on ", input.device().str(),
+NormOrder checked_order(const char* op, int64_t order) {
+  TORCH_CHECK(rmsnorm::is_valid_order(order), op, ": order must be 0 (llama), 1 (olmo) or 2 (gemma), got ",
+              std::to_string(order));
+  return static_cast<NormOrder>(order);
+}
+
+// float32 weights may go with any input (fp32 master weights); float64 only
+// with float64 inputs, which run on the CPU (gradcheck).
+bool weight_dtype_allowed(at::ScalarType weight, at::ScalarType input) {
+  return weight == input || (weight == at::kFloat && input != at::kDouble);
+}
+
+void check_input(const char* op, const char* name, const torch::Tensor& input) {
+  TORCH_CHECK(input.defined(), op, ": ", name, " is an undefined tensor");
+  TORCH_CHECK(input.dim() >= 1, op, ": ", name,
+              " must have at least one dimension (the hidden size), got a 0-d tensor");
+  TORCH_CHECK(is_supported_dtype(input.scalar_type()), op, ": ", name,
+              " dtype must be float32, float16 or bfloat16 (float64 on the CPU), got ", input.scalar_type());
+  TORCH_CHECK(input.is_cpu() || input.is_cuda(), op, ": ", name, " is on ", input.device().str(),
               "; expected a CPU or CUDA tensor");
+  TORCH_CHECK(!(input.is_cuda() && input.scalar_type() == at::kDouble), op,
+              ": float64 runs on the CPU only (it exists for gradcheck); got a float64 CUDA tensor");
 #if !defined(CUDA_KERNEL)
-  TORCH_CHECK(!input.is_cuda(), "rms_norm: this build of the kernel is CPU-only; input is on ",
+  TORCH_CHECK(!input.is_cuda(), op, ": this build of the kernel is CPU-only; ", name, " is on ",
               input.device().str());
 #endif
-  if (!weight) return;
+}
+
+void check_weight(const char* op, const torch::Tensor& input, const torch::Tensor& weight) {
   const int64_t hidden = input.size(-1);
-  TORCH_CHECK(weight->dim() == 1 && weight->size(0) == hidden, "rms_norm: weight must be 1-D with ",
-              std::to_string(hidden), " elements (the input's last dimension), got shape ", format_dims(weight->sizes()));
-  TORCH_CHECK(weight->scalar_type() == input.scalar_type() || weight->scalar_type() == at::kFloat,
-              "rms_norm: weight dtype must be the input's (", input.scalar_type(),
-              ") or float32, got ", weight->scalar_type());
-  TORCH_CHECK(weight->device() == input.device(), "rms_norm: weight is on ", weight->device().str(),
+  TORCH_CHECK(weight.dim() == 1 && weight.size(0) == hidden, op, ": weight must be 1-D with ",
+              std::to_string(hidden), " elements (the input's last dimension), got shape ",
+              format_dims(weight.sizes()));
+  TORCH_CHECK(weight_dtype_allowed(weight.scalar_type(), input.scalar_type()), op,
+              ": weight dtype must be the input's (", input.scalar_type(), ") or float32, got ",
+              weight.scalar_type());
+  TORCH_CHECK(weight.device() == input.device(), op, ": weight is on ", weight.device().str(),
               " but input is on ", input.device().str(), "; both must be on the same device");
 }
 
-at::ScalarType result_dtype(const torch::Tensor& input, const std::optional<torch::Tensor>& weight) {
-  return weight ? weight->scalar_type() : input.scalar_type();  // weight is T or float32
+void check_arguments(const torch::Tensor& input, const std::optional<torch::Tensor>& weight) {
+  check_input("rms_norm", "input", input);
+  if (weight) check_weight("rms_norm", input, *weight);
+}
+
+// Llama order: torch.result_type(weight, input); Olmo and Gemma cast to the
+// input's dtype at the end.
+at::ScalarType result_dtype(const torch::Tensor& input, const std::optional<torch::Tensor>& weight,
+                            NormOrder order) {
+  return weight && order == NormOrder::kLlama ? weight->scalar_type() : input.scalar_type();
 }
 
 void check_out(const torch::Tensor& out, const torch::Tensor& input,
-               const std::optional<torch::Tensor>& weight) {
+               const std::optional<torch::Tensor>& weight, NormOrder order) {
   TORCH_CHECK(out.sizes() == input.sizes(), "rms_norm: out must have the input's shape ",
               format_dims(input.sizes()), ", got ", format_dims(out.sizes()));
-  const auto expected = result_dtype(input, weight);
+  const auto expected = result_dtype(input, weight, order);
   TORCH_CHECK(out.scalar_type() == expected, "rms_norm: out must have dtype ", expected,
-              " (torch.result_type(weight, input)), got ", out.scalar_type());
+              " (the result dtype of this input, weight and order), got ", out.scalar_type());
   TORCH_CHECK(out.device() == input.device(), "rms_norm: out is on ", out.device().str(),
               " but input is on ", input.device().str());
   TORCH_CHECK(out.is_contiguous(), "rms_norm: out must be contiguous, got strides ",
@@ -121,7 +155,7 @@ bool fold_rows(const torch::Tensor& input, rmsnorm::RowLayout& layout) {
 }
 
 void run(torch::Tensor& out, const torch::Tensor& input_arg,
-         const std::optional<torch::Tensor>& weight_arg, double epsilon) {
+         const std::optional<torch::Tensor>& weight_arg, double epsilon, NormOrder order) {
   torch::Tensor input = input_arg;
   if (input.numel() == 0) return;
   rmsnorm::RowLayout layout;
@@ -134,38 +168,151 @@ void run(torch::Tensor& out, const torch::Tensor& input_arg,
 
   if (input.is_cuda()) {
 #if defined(CUDA_KERNEL)
-    rms_norm_cuda(out, input, weight, layout, epsilon);
+    rms_norm_cuda(out, input, weight, layout, epsilon, order);
 #endif
   } else {
-    rms_norm_cpu(out, input, weight, layout, epsilon);
+    rms_norm_cpu(out, input, weight, layout, epsilon, order);
+  }
+}
+
+void check_same_placement(const char* op, const torch::Tensor& x, const torch::Tensor& residual,
+                          const torch::Tensor& weight) {
+  TORCH_CHECK(weight.defined(), op, ": weight is required (the fused op has no weightless form), got None");
+  TORCH_CHECK(residual.sizes() == x.sizes(), op, ": residual must have x's shape ", format_dims(x.sizes()),
+              ", got ", format_dims(residual.sizes()));
+  TORCH_CHECK(residual.device() == x.device(), op, ": residual is on ", residual.device().str(),
+              " but x is on ", x.device().str());
+  TORCH_CHECK(residual.scalar_type() == x.scalar_type() || residual.scalar_type() == at::kFloat, op,
+              ": residual dtype must be x's (", x.scalar_type(), ") or float32 (an fp32 residual stream), got ",
+              residual.scalar_type());
+}
+
+void run_add(torch::Tensor& out, torch::Tensor& residual_out, const torch::Tensor& x,
+             const torch::Tensor& residual, const torch::Tensor& weight_arg, double epsilon, NormOrder order) {
+  if (x.numel() == 0) return;
+  const torch::Tensor weight = weight_arg.contiguous();
+  if (x.is_cuda()) {
+#if defined(CUDA_KERNEL)
+    rmsnorm::RowLayout layout;
+    layout.hidden = x.size(-1);
+    layout.rows = x.numel() / layout.hidden;
+    layout.sizes[0] = layout.rows;
+    layout.strides[0] = layout.hidden;
+    add_rms_norm_cuda(out, residual_out, x, residual, weight, layout, epsilon, order);
+#endif
+  } else {
+    add_rms_norm_cpu(out, residual_out, x, residual, weight, epsilon, order);
   }
 }
 
 }  // namespace
 
 torch::Tensor rms_norm(const torch::Tensor& input, const std::optional<torch::Tensor>& weight,
-                       double epsilon) {
+                       double epsilon, int64_t order_arg) {
+  const NormOrder order = checked_order("rms_norm", order_arg);
   check_arguments(input, weight);
-  torch::Tensor out = torch::empty(input.sizes(), input.options().dtype(result_dtype(input, weight)));
-  run(out, input, weight, epsilon);
+  torch::Tensor out = torch::empty(input.sizes(), input.options().dtype(result_dtype(input, weight, order)));
+  run(out, input, weight, epsilon, order);
   return out;
 }
 
 void rms_norm_out(torch::Tensor& out, const torch::Tensor& input,
-                  const std::optional<torch::Tensor>& weight, double epsilon) {
+                  const std::optional<torch::Tensor>& weight, double epsilon, int64_t order_arg) {
+  const NormOrder order = checked_order("rms_norm", order_arg);
   check_arguments(input, weight);
-  check_out(out, input, weight);
-  run(out, input, weight, epsilon);
+  check_out(out, input, weight, order);
+  run(out, input, weight, epsilon, order);
+}
+
+std::tuple<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, const torch::Tensor& residual,
+                                                      const torch::Tensor& weight, double epsilon,
+                                                      int64_t order_arg) {
+  constexpr const char* kOp = "add_rms_norm";
+  const NormOrder order = checked_order(kOp, order_arg);
+  check_input(kOp, "x", x);
+  check_input(kOp, "residual", residual);
+  check_same_placement(kOp, x, residual, weight);
+  check_weight(kOp, x, weight);
+  const torch::Tensor x_c = x.contiguous(), residual_c = residual.contiguous();
+  torch::Tensor out = torch::empty_like(x_c, at::MemoryFormat::Contiguous);
+  torch::Tensor residual_out = torch::empty_like(residual_c, at::MemoryFormat::Contiguous);
+  run_add(out, residual_out, x_c, residual_c, weight, epsilon, order);
+  return {out, residual_out};
+}
+
+void add_rms_norm_(torch::Tensor& x, torch::Tensor& residual, const torch::Tensor& weight, double epsilon,
+                   int64_t order_arg) {
+  constexpr const char* kOp = "add_rms_norm_";
+  const NormOrder order = checked_order(kOp, order_arg);
+  check_input(kOp, "x", x);
+  check_input(kOp, "residual", residual);
+  check_same_placement(kOp, x, residual, weight);
+  check_weight(kOp, x, weight);
+  TORCH_CHECK(x.is_contiguous() && residual.is_contiguous(), kOp,
+              ": the in-place form needs contiguous x and residual (got strides ", format_dims(x.strides()),
+              " and ", format_dims(residual.strides()), "); use add_rms_norm for strided tensors");
+  TORCH_CHECK(at::get_overlap_status(x, residual) == at::MemOverlapStatus::No, kOp,
+              ": x and residual must not share memory");
+  TORCH_CHECK(at::get_overlap_status(x, weight) == at::MemOverlapStatus::No &&
+                  at::get_overlap_status(residual, weight) == at::MemOverlapStatus::No,
+              kOp, ": x and residual must not share memory with the weight");
+  run_add(x, residual, x, residual, weight, epsilon, order);
+}
+
+std::tuple<torch::Tensor, torch::Tensor> rms_norm_backward(const torch::Tensor& grad_output,
+                                                           const torch::Tensor& input,
+                                                           const std::optional<torch::Tensor>& weight,
+                                                           double epsilon, int64_t order_arg) {
+  constexpr const char* kOp = "rms_norm_backward";
+  const NormOrder order = checked_order(kOp, order_arg);
+  check_input(kOp, "input", input);
+  if (weight) check_weight(kOp, input, *weight);
+  TORCH_CHECK(grad_output.sizes() == input.sizes(), kOp, ": grad_output must have the input's shape ",
+              format_dims(input.sizes()), ", got ", format_dims(grad_output.sizes()));
+  TORCH_CHECK(grad_output.device() == input.device(), kOp, ": grad_output is on ", grad_output.device().str(),
+              " but input is on ", input.device().str());
+  const auto forward_dtype = result_dtype(input, weight, order);
+  TORCH_CHECK(grad_output.scalar_type() == forward_dtype, kOp, ": grad_output must have the forward's dtype ",
+              forward_dtype, ", got ", grad_output.scalar_type());
+  const torch::Tensor input_c = input.contiguous(), grad_c = grad_output.contiguous();
+  torch::Tensor grad_input = torch::empty_like(input_c, at::MemoryFormat::Contiguous);
+  torch::Tensor grad_weight = weight ? torch::empty_like(*weight, at::MemoryFormat::Contiguous)
+                                     : torch::empty({0}, input.options());
+  if (input.numel() == 0) {
+    if (weight) grad_weight.zero_();
+    return {grad_input, grad_weight};
+  }
+  std::optional<torch::Tensor> weight_c;
+  if (weight) weight_c = weight->contiguous();
+  if (input.is_cuda()) {
+#if defined(CUDA_KERNEL)
+    rms_norm_backward_cuda(grad_input, grad_weight, grad_c, input_c, weight_c, epsilon, order);
+#endif
+  } else {
+    rms_norm_backward_cpu(grad_input, grad_weight, grad_c, input_c, weight_c, epsilon, order);
+  }
+  return {grad_input, grad_weight};
 }
 
 TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops) {
-  ops.def("rms_norm(Tensor input, Tensor? weight, float epsilon) -> Tensor");
-  ops.def("rms_norm_out(Tensor! out, Tensor input, Tensor? weight, float epsilon) -> ()");
+  ops.def("rms_norm(Tensor input, Tensor? weight, float epsilon, int order=0) -> Tensor");
+  ops.def("rms_norm_out(Tensor! out, Tensor input, Tensor? weight, float epsilon, int order=0) -> ()");
+  ops.def("add_rms_norm(Tensor x, Tensor residual, Tensor weight, float epsilon, int order=0)"
+          " -> (Tensor, Tensor)");
+  ops.def("add_rms_norm_(Tensor(a!) x, Tensor(b!) residual, Tensor weight, float epsilon, int order=0) -> ()");
+  ops.def("rms_norm_backward(Tensor grad_output, Tensor input, Tensor? weight, float epsilon, int order=0)"
+          " -> (Tensor, Tensor)");
   ops.impl("rms_norm", c10::DeviceType::CPU, &rms_norm);
   ops.impl("rms_norm_out", c10::DeviceType::CPU, &rms_norm_out);
+  ops.impl("add_rms_norm", c10::DeviceType::CPU, &add_rms_norm);
+  ops.impl("add_rms_norm_", c10::DeviceType::CPU, &add_rms_norm_);
+  ops.impl("rms_norm_backward", c10::DeviceType::CPU, &rms_norm_backward);
 #if defined(CUDA_KERNEL)
   ops.impl("rms_norm", c10::DeviceType::CUDA, &rms_norm);
   ops.impl("rms_norm_out", c10::DeviceType::CUDA, &rms_norm_out);
+  ops.impl("add_rms_norm", c10::DeviceType::CUDA, &add_rms_norm);
+  ops.impl("add_rms_norm_", c10::DeviceType::CUDA, &add_rms_norm_);
+  ops.impl("rms_norm_backward", c10::DeviceType::CUDA, &rms_norm_backward);
 #endif
 }
 

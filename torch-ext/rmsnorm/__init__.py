@@ -1,23 +1,29 @@
-"""RMSNorm with Hugging Face Llama numerics, for CPU and CUDA tensors.
+"""RMSNorm with the exact rounding of Hugging Face transformers, for CPU and
+CUDA tensors, plus the fused residual add + RMSNorm of serving engines.
 
-    y = weight * (x_f32 * rsqrt(mean(x_f32**2, -1) + eps)).to(x.dtype)
+Three rounding orders exist under transformers' "RMSNorm" classes
+(``x32 = x.float()``, ``n = x32 * rsqrt(mean(x32**2, -1) + eps)``):
 
-The normalized row is rounded to the input dtype before the weight multiply,
-and the result dtype is ``torch.result_type(weight, x)`` (an fp32 weight on a
-bf16 input gives fp32), exactly as ``LlamaRMSNorm.forward`` does.
+* ``"llama"``: ``weight * n.to(x.dtype)``; result dtype
+  ``torch.result_type(weight, x)`` (Llama, Mistral, Qwen2/3, Phi3, ...)
+* ``"olmo"``:  ``(weight.float() * n).to(x.dtype)`` (Olmo2/3, GptOss, ...)
+* ``"gemma"``: ``(n * (1 + weight.float())).to(x.dtype)`` (Gemma 1/2/3)
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
 from . import layers
-from ._call import rms_norm_op
+from ._call import GEMMA, LLAMA, add_rms_norm_op, order_code, rms_norm_op
 from ._ops import add_op_namespace_prefix, ops
+from .checks import kernel_op_counts
+from .patching import patch_rmsnorm_modules
 
 # Resolved once: calling the overload directly skips the packet lookup on
 # every call, which matters at decode where a call is a few microseconds.
 _rms_norm_out = ops.rms_norm_out.default
+_add_rms_norm_inplace = ops.add_rms_norm_.default
 
 
 def rms_norm(
@@ -25,66 +31,81 @@ def rms_norm(
     weight: Optional[torch.Tensor],
     eps: float = 1e-6,
     out: Optional[torch.Tensor] = None,
+    *,
+    order: str = "llama",
 ) -> torch.Tensor:
-    """Normalize ``x`` over its last dimension (HF Llama order).
+    """Normalize ``x`` over its last dimension.
 
     Args:
-        x: fp32, fp16 or bf16 tensor of shape ``(..., hidden)``; rows may be
-            strided views (e.g. Qwen3's ``(B, S, heads, head_dim)`` q/k views).
+        x: fp32, fp16 or bf16 tensor of shape ``(..., hidden)`` (fp64 on the
+            CPU, for gradcheck); rows may be strided views (e.g. Qwen3's
+            ``(B, S, heads, head_dim)`` q/k views).
         weight: ``(hidden,)`` tensor of x's dtype or fp32, or ``None`` for a
             weightless norm.
         eps: added to the mean square before the inverse square root.
         out: optional contiguous tensor of x's shape and the result dtype.
+        order: ``"llama"`` (default) or ``"olmo"``: where the result is rounded
+            (module docstring); ``"gemma"`` is ``gemma_rms_norm``.
 
     Returns:
-        A contiguous tensor of x's shape with dtype ``torch.result_type(weight, x)``.
+        A contiguous tensor of x's shape; dtype ``torch.result_type(weight, x)``
+        in Llama order, x's dtype otherwise.
     """
+    code = LLAMA if order == "llama" else order_code(order)
     if out is None:
-        return rms_norm_op(x, weight, eps)
-    _rms_norm_out(out, x, weight, eps)
+        return rms_norm_op(x, weight, eps, code)
+    _rms_norm_out(out, x, weight, eps, code)
     return out
 
 
-@torch.library.register_fake(add_op_namespace_prefix("rms_norm"))
-def _rms_norm_fake(input: torch.Tensor, weight: Optional[torch.Tensor], epsilon: float) -> torch.Tensor:
-    dtype = input.dtype if weight is None else weight.dtype
-    return input.new_empty(input.shape, dtype=dtype)
+def gemma_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Gemma's RMSNorm: ``(n * (1 + weight.float())).to(x.dtype)``; the weight
+    stores the offset from 1 (zeros at init), as in transformers."""
+    return rms_norm_op(x, weight, eps, GEMMA)
 
 
-def _setup_context(ctx, inputs, output):
-    input, weight, epsilon = inputs
-    ctx.save_for_backward(input, weight)
-    ctx.epsilon = epsilon
+def fused_add_rms_norm(
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float = 1e-6,
+    *,
+    order: str = "llama",
+    inplace: bool = False,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Residual add and RMSNorm in one pass over memory.
 
+    ``residual_out = residual + x`` rounded to the residual's dtype, and
+    ``out = rms_norm(residual_out, weight, eps, order=order).to(x.dtype)``:
+    bit for bit HF's separate add, then norm. The residual may be fp32 (an
+    fp32 residual stream) with x in bf16/fp16.
 
-def _backward(ctx, grad_output):
-    """Gradients of the Llama-order forward, accumulated in fp32.
-
-    With n = x * r, r = rsqrt(mean(x^2) + eps) and y = w * T(n) (the cast to T
-    passes gradients through): dw = sum_rows(dy * T(n)), g = T(dy * w) and
-    dx = r * g - x * r^3 * mean(g * x). Written with torch ops (deterministic
-    reductions, any device); a fused backward kernel is future work.
+    Returns ``(out, residual_out)``. With ``inplace=True`` (vLLM's form) x
+    receives ``out`` and residual receives ``residual_out``, and the same
+    two tensors are returned; x and residual must then be contiguous.
     """
-    input, weight = ctx.saved_tensors
-    x = input.float()
-    inv_rms = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + ctx.epsilon)
-    normed = x * inv_rms
-    dy = grad_output.float()
-    grad_weight = None
-    if weight is not None:
-        if ctx.needs_input_grad[1]:
-            rows = dy * normed.to(input.dtype).float()
-            grad_weight = rows.reshape(-1, rows.shape[-1]).sum(0).to(weight.dtype)
-        g = (dy * weight.float()).to(input.dtype).float()
-    else:
-        g = dy.to(input.dtype).float()
-    grad_input = None
-    if ctx.needs_input_grad[0]:
-        grad_input = (inv_rms * g - normed * (g * normed).mean(-1, keepdim=True) * inv_rms).to(input.dtype)
-    return grad_input, grad_weight, None
+    code = order_code(order)
+    if inplace:
+        _add_rms_norm_inplace(x, residual, weight, eps, code)
+        return x, residual
+    return add_rms_norm_op(x, residual, weight, eps, code)
 
 
-torch.library.register_autograd(add_op_namespace_prefix("rms_norm"), _backward, setup_context=_setup_context)
+def gemma_fused_add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, *, inplace: bool = False
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``fused_add_rms_norm`` with Gemma's ``1 + weight`` rounding."""
+    return fused_add_rms_norm(x, residual, weight, eps, order="gemma", inplace=inplace)
 
 
-__all__ = ["rms_norm", "layers"]
+from . import _registrations  # noqa: E402,F401  (fake impls and autograd of the ops)
+
+__all__ = [
+    "rms_norm",
+    "gemma_rms_norm",
+    "fused_add_rms_norm",
+    "gemma_fused_add_rms_norm",
+    "patch_rmsnorm_modules",
+    "kernel_op_counts",
+    "layers",
+]

@@ -1,0 +1,191 @@
+#pragma once
+
+// Device helpers shared by the forward, fused-add and backward kernels: float
+// conversion, the row reduction, the inverse RMS, the per-element rounding of
+// each NormOrder, and programmatic dependent launch. Host launch helpers at
+// the end.
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/all.h>
+
+#include <cstdlib>
+#include <type_traits>
+#include <utility>
+
+#include "launch_config.h"
+#include "norm_order.h"
+#include "row_layout.h"
+#include "vector_io.cuh"
+
+namespace rmsnorm {
+
+// bf16 -> fp32 is a 16-bit shift; written as one, the compiler recomputes it
+// where needed instead of keeping a float copy of the row live (95 registers
+// instead of 60 for bf16 with cvt.f32.bf16, which halved occupancy).
+__device__ __forceinline__ float to_float(c10::BFloat16 v) { return __uint_as_float(uint32_t(v.x) << 16); }
+__device__ __forceinline__ float to_float(c10::Half v) { return static_cast<float>(v); }
+__device__ __forceinline__ float to_float(float v) { return v; }
+
+// Sums each of `values` over the threads of one row; every thread gets the
+// totals. Fixed order (butterfly inside a warp, then warps in index order), so
+// the result is the same on every run. Rows wider than a warp go through
+// shared memory; kReused adds the barrier a caller needs to call this again
+// (a loop over rows) without overwriting sums still being read.
+template <int N, bool kReused = false>
+__device__ __forceinline__ void row_sum(float (&values)[N], int threads_per_row_log2) {
+  const int threads_per_row = 1 << threads_per_row_log2;
+  const int width = threads_per_row < 32 ? threads_per_row : 32;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    if (offset < width) {
+#pragma unroll
+      for (int n = 0; n < N; ++n) values[n] += __shfl_xor_sync(0xffffffffu, values[n], offset);
+    }
+  }
+  if (threads_per_row <= 32) return;
+
+  __shared__ float warp_sums[N][32];
+  const int warp = threadIdx.x >> 5;
+  if ((threadIdx.x & 31) == 0) {
+#pragma unroll
+    for (int n = 0; n < N; ++n) warp_sums[n][warp] = values[n];
+  }
+  __syncthreads();
+  const int warps_per_row = threads_per_row >> 5;
+  const int first_warp = (warp / warps_per_row) * warps_per_row;
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    float total = 0.f;
+    for (int i = 0; i < warps_per_row; ++i) total += warp_sums[n][first_warp + i];
+    values[n] = total;
+  }
+  if constexpr (kReused) __syncthreads();
+}
+
+__device__ __forceinline__ float row_sum(float value, int threads_per_row_log2) {
+  float values[1] = {value};
+  row_sum<1>(values, threads_per_row_log2);
+  return values[0];
+}
+
+// ATen forms mean(x^2) as a sum of rounded squares times a factor, and the
+// inverse RMS with rsqrtf; doing the same keeps the rounding of HF eager.
+__device__ __forceinline__ float inverse_rms(float sum_sq, float mean_factor, float eps) {
+  return rsqrtf(__fadd_rn(__fmul_rn(sum_sq, mean_factor), eps));
+}
+
+// The factor the normalized value is multiplied by in fp32 (Olmo and Gemma
+// orders): the weight, or 1 + weight rounded to fp32 as Gemma's
+// `1.0 + self.weight.float()` does.
+template <typename W>
+__device__ __forceinline__ float fp32_scale(W w, NormOrder order) {
+  const float f = to_float(w);
+  return order == NormOrder::kGemma ? __fadd_rn(1.f, f) : f;
+}
+
+// One output element from x (fp32) and the row's inverse RMS, rounded as
+// `order` says (see norm_order.h). O is the output dtype: W for a Llama-order
+// norm with a weight, T otherwise (or the fused op's x dtype).
+template <typename T, typename W, typename O, bool kHasWeight>
+__device__ __forceinline__ O normalize(float x, float inv_rms, W w, NormOrder order) {
+  const float normed = __fmul_rn(x, inv_rms);
+  if constexpr (!kHasWeight) {
+    return static_cast<O>(static_cast<T>(normed));
+  } else {
+    if (order == NormOrder::kLlama) {
+      const T rounded = static_cast<T>(normed);  // round to T first, as HF does
+      return static_cast<O>(__fmul_rn(to_float(w), to_float(rounded)));
+    }
+    return static_cast<O>(__fmul_rn(fp32_scale(w, order), normed));
+  }
+}
+
+// Weight elements [first, first + N) as a vector: one aligned load in the row
+// body, element loads (0 outside the row) at the edges and in rows whose
+// start is not 16-byte aligned.
+template <int N, typename W>
+__device__ __forceinline__ Vec<W, N> load_weight_chunk(const W* weight, int first, int hidden) {
+  if (first >= 0 && first + N <= hidden && is_aligned(weight + first, sizeof(Vec<W, N>))) {
+    return load_vec<W, N>(weight + first);
+  }
+  Vec<W, N> w;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const int e = first + i;
+    w.v[i] = (e >= 0 && e < hidden) ? weight[e] : W(0.f);
+  }
+  return w;
+}
+
+// Programmatic dependent launch (sm_90): the next kernel in the stream may be
+// scheduled while this one finishes, and this one starts its blocks before the
+// previous kernel has drained. Every global read waits for the previous grid,
+// so the overlap never reads data that is still being written.
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+// ---- host side ----
+
+// PDL needs sm_90; RMSNORM_DISABLE_PDL=1 turns it off (for A/B timing).
+inline bool use_programmatic_launch(int device) {
+  static const bool disabled = [] {
+    const char* env = std::getenv("RMSNORM_DISABLE_PDL");
+    return env != nullptr && env[0] == '1';
+  }();
+  return !disabled && at::cuda::getDeviceProperties(device)->major >= 9;
+}
+
+template <typename... KernelArgs, typename... Args>
+void launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream,
+                   bool programmatic, Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = programmatic ? 1 : 0;
+  C10_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+
+// ATen's mean: float(number of outputs) / float(number of inputs).
+inline float mean_factor_of(const RowLayout& layout) {
+  return static_cast<float>(layout.rows) / static_cast<float>(layout.rows * layout.hidden);
+}
+
+// Calls f with a value of the C++ type of `dtype` (float, Half or BFloat16).
+template <typename F>
+void visit_float_dtype(at::ScalarType dtype, F&& f) {
+  switch (dtype) {
+    case at::kFloat: f(float{}); break;
+    case at::kHalf: f(c10::Half{}); break;
+    case at::kBFloat16: f(c10::BFloat16{}); break;
+    default: TORCH_CHECK(false, "rms_norm: unsupported dtype ", dtype);
+  }
+}
+
+template <typename T>
+const T* data_of(const torch::Tensor& t) {
+  return static_cast<const T*>(t.data_ptr());
+}
+
+template <typename T>
+T* mutable_data_of(torch::Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
+
+}  // namespace rmsnorm

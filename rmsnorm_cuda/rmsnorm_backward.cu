@@ -1,0 +1,292 @@
+// RMSNorm backward on CUDA for every NormOrder, accumulated in fp32.
+//
+// With n = x * r, r = rsqrt(mean(x^2) + eps) and g the gradient reaching n
+//   Llama: g = T(dy * w)           (autograd of `w * T(n)`), dw = sum dy * T(n)
+//   Olmo:  g = dy * w              dw = sum dy * n
+//   Gemma: g = dy * (1 + w)        dw = sum dy * n
+// and dx = r * (g - n * mean(g * n)).
+//
+// dweight is deterministic: each block (each row slot of a block) accumulates
+// its rows' contributions in registers and writes one partial row; a second
+// kernel sums the partials column by column in a fixed order. No atomics.
+
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/all.h>
+
+#include "norm_math.cuh"
+
+namespace rmsnorm {
+
+template <typename T, typename W, typename G>
+struct BackwardArgs {
+  T* grad_input;            // [rows, hidden], contiguous
+  const G* grad_output;     // [rows, hidden], contiguous
+  const T* input;           // [rows, hidden], contiguous
+  const W* weight;          // [hidden] or null
+  float* partials;          // [num_partials, hidden] when a weight is given
+  int64_t rows;
+  int hidden;
+  int threads_per_row_log2;
+  float mean_factor;
+  float eps;
+  NormOrder order;
+};
+
+// The gradient reaching the normalized value n, before it meets r.
+template <typename T, typename W, bool kHasWeight>
+__device__ __forceinline__ float grad_of_normed(float dy, W w, NormOrder order) {
+  if constexpr (!kHasWeight) {
+    return dy;
+  } else {
+    if (order == NormOrder::kLlama) return to_float(static_cast<T>(__fmul_rn(dy, to_float(w))));
+    return __fmul_rn(dy, fp32_scale(w, order));
+  }
+}
+
+// What dy multiplies for dweight: the normalized value as the forward used it.
+template <typename T>
+__device__ __forceinline__ float normed_for_weight(float normed, NormOrder order) {
+  return order == NormOrder::kLlama ? to_float(static_cast<T>(normed)) : normed;
+}
+
+// Rows held in registers, 16-byte chunks, a persistent grid: the block walks
+// over groups of rows_per_block rows and keeps its dweight share in registers
+// (each thread owns the same columns in every row).
+template <typename T, typename W, typename G, int kVecsPerThread, bool kHasWeight>
+__global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_rows_kernel(
+    const BackwardArgs<T, W, G> args) {
+  constexpr int kVec = 16 / sizeof(T);
+  const int threads_per_row = 1 << args.threads_per_row_log2;
+  const int rows_per_block = blockDim.x >> args.threads_per_row_log2;
+  const int lane = threadIdx.x & (threads_per_row - 1);
+  const int slot = threadIdx.x >> args.threads_per_row_log2;
+  const int num_chunks = args.hidden / kVec;
+  const int64_t num_groups = (args.rows + rows_per_block - 1) / rows_per_block;
+  auto chunk_in_row = [&](int k) { return lane + k * threads_per_row < num_chunks; };
+  auto chunk_start = [&](int k) { return (lane + k * threads_per_row) * kVec; };
+
+  float dw[kHasWeight ? kVecsPerThread : 1][kVec] = {};
+  Vec<W, kVec> w[kHasWeight ? kVecsPerThread : 1];
+  wait_for_previous_grid();
+  if constexpr (kHasWeight) {
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      if (chunk_in_row(k)) w[k] = load_vec<W, kVec>(args.weight + chunk_start(k));
+    }
+  }
+
+  for (int64_t group = blockIdx.x; group < num_groups; group += gridDim.x) {
+    const int64_t row = group * rows_per_block + slot;
+    const bool active = row < args.rows;  // idle slots still join the reductions
+    const int64_t row_start = (active ? row : 0) * args.hidden;
+    Vec<T, kVec> x[kVecsPerThread];
+    Vec<G, kVec> dy[kVecsPerThread];
+    float sums[2] = {0.f, 0.f};  // sum x^2, sum g * x
+    if (active) {
+#pragma unroll
+      for (int k = 0; k < kVecsPerThread; ++k) {
+        if (!chunk_in_row(k)) continue;
+        x[k] = load_vec<T, kVec>(args.input + row_start + chunk_start(k));
+        dy[k] = load_vec<G, kVec>(args.grad_output + row_start + chunk_start(k));
+      }
+#pragma unroll
+      for (int k = 0; k < kVecsPerThread; ++k) {
+        if (!chunk_in_row(k)) continue;
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) {
+          const float f = to_float(x[k].v[i]);
+          const float g = grad_of_normed<T, W, kHasWeight>(to_float(dy[k].v[i]),
+                                                           kHasWeight ? w[k].v[i] : W(0.f), args.order);
+          sums[0] = __fadd_rn(sums[0], __fmul_rn(f, f));
+          sums[1] = __fadd_rn(sums[1], __fmul_rn(g, f));
+        }
+      }
+    }
+    row_sum<2, true>(sums, args.threads_per_row_log2);
+    if (!active) continue;
+    const float inv_rms = inverse_rms(sums[0], args.mean_factor, args.eps);
+    // mean(g * n) = r * mean(g * x)
+    const float mean_gn = __fmul_rn(__fmul_rn(sums[1], args.mean_factor), inv_rms);
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      if (!chunk_in_row(k)) continue;
+      Vec<T, kVec> dx;
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) {
+        const float dyf = to_float(dy[k].v[i]);
+        const float normed = __fmul_rn(to_float(x[k].v[i]), inv_rms);
+        const float g = grad_of_normed<T, W, kHasWeight>(dyf, kHasWeight ? w[k].v[i] : W(0.f), args.order);
+        dx.v[i] = static_cast<T>(__fmul_rn(inv_rms, __fsub_rn(g, __fmul_rn(normed, mean_gn))));
+        if constexpr (kHasWeight) {
+          dw[k][i] = __fadd_rn(dw[k][i], __fmul_rn(dyf, normed_for_weight<T>(normed, args.order)));
+        }
+      }
+      store_vec<T, kVec>(args.grad_input + row_start + chunk_start(k), dx);
+    }
+  }
+  allow_next_grid();
+  if constexpr (kHasWeight) {
+    float* partial = args.partials + (int64_t(blockIdx.x) * rows_per_block + slot) * args.hidden;
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      if (!chunk_in_row(k)) continue;
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) partial[chunk_start(k) + i] = dw[k][i];
+    }
+  }
+}
+
+// Any row length and alignment: one row per block at a time, element by
+// element, two passes (the second mostly from L2). Each thread owns columns
+// threadIdx.x + j * blockDim.x of its block's partial row in global memory.
+template <typename T, typename W, typename G, bool kHasWeight>
+__global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_any_kernel(
+    const BackwardArgs<T, W, G> args) {
+  const int hidden = args.hidden;
+  float* partial = kHasWeight ? args.partials + int64_t(blockIdx.x) * hidden : nullptr;
+  wait_for_previous_grid();
+  if constexpr (kHasWeight) {
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) partial[c] = 0.f;
+  }
+  auto weight_at = [&](int c) { return kHasWeight ? args.weight[c] : W(0.f); };
+  for (int64_t row = blockIdx.x; row < args.rows; row += gridDim.x) {
+    const T* x = args.input + row * hidden;
+    const G* dy = args.grad_output + row * hidden;
+    float sums[2] = {0.f, 0.f};
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+      const float f = to_float(x[c]);
+      const float g = grad_of_normed<T, W, kHasWeight>(to_float(dy[c]), weight_at(c), args.order);
+      sums[0] = __fadd_rn(sums[0], __fmul_rn(f, f));
+      sums[1] = __fadd_rn(sums[1], __fmul_rn(g, f));
+    }
+    row_sum<2, true>(sums, args.threads_per_row_log2);
+    const float inv_rms = inverse_rms(sums[0], args.mean_factor, args.eps);
+    const float mean_gn = __fmul_rn(__fmul_rn(sums[1], args.mean_factor), inv_rms);
+    T* dx = args.grad_input + row * hidden;
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+      const float dyf = to_float(dy[c]);
+      const float normed = __fmul_rn(to_float(x[c]), inv_rms);
+      const float g = grad_of_normed<T, W, kHasWeight>(dyf, weight_at(c), args.order);
+      dx[c] = static_cast<T>(__fmul_rn(inv_rms, __fsub_rn(g, __fmul_rn(normed, mean_gn))));
+      if constexpr (kHasWeight) {
+        partial[c] = __fadd_rn(partial[c], __fmul_rn(dyf, normed_for_weight<T>(normed, args.order)));
+      }
+    }
+  }
+  allow_next_grid();
+}
+
+// dweight[c] = W(sum over p of partials[p][c]), p in increasing order.
+template <typename W>
+__global__ void sum_partials_kernel(W* grad_weight, const float* partials, int num_partials, int hidden) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  wait_for_previous_grid();
+  if (c >= hidden) return;
+  float total = 0.f;
+  for (int p = 0; p < num_partials; ++p) total = __fadd_rn(total, partials[int64_t(p) * hidden + c]);
+  grad_weight[c] = static_cast<W>(total);
+}
+
+template <typename T, typename W, typename G, bool kHasWeight>
+void launch_backward(BackwardArgs<T, W, G> args, torch::Tensor& grad_weight, const torch::Tensor& input,
+                     int device, cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const bool programmatic = use_programmatic_launch(device);
+  const int num_sms = at::cuda::getDeviceProperties(device)->multiProcessorCount;
+  const bool aligned = args.hidden % kVec == 0 && is_aligned(args.input, 16) &&
+                       is_aligned(args.grad_output, sizeof(G) * kVec) && is_aligned(args.grad_input, 16) &&
+                       (!kHasWeight || is_aligned(args.weight, sizeof(W) * kVec));
+  const BackwardLaunchConfig config = pick_backward_launch_config(args.hidden / kVec);
+  torch::Tensor partials;
+  int num_partials = 0;
+
+  auto prepare_partials = [&](int count) {
+    num_partials = count;
+    if constexpr (kHasWeight) {
+      partials = torch::empty({count, int64_t(args.hidden)}, input.options().dtype(at::kFloat));
+      args.partials = partials.data_ptr<float>();
+    }
+  };
+
+  // A persistent grid of as many blocks as fit at once: the number of dweight
+  // partials, and with it the summation order, depends only on the shape and
+  // the device.
+  auto resident_grid = [&](auto kernel, int threads, int64_t work_items) {
+    int per_sm = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
+    return int(std::min<int64_t>(work_items, int64_t(num_sms) * std::max(per_sm, 1)));
+  };
+  if (aligned && !config.any_length) {
+    const int rows_per_block = config.rows_per_block;
+    const int64_t groups = (args.rows + rows_per_block - 1) / rows_per_block;
+    args.threads_per_row_log2 = config.threads_per_row_log2;
+    auto launch_rows = [&](auto vecs_tag) {
+      constexpr int kNV = decltype(vecs_tag)::value;
+      auto* kernel = rms_norm_backward_rows_kernel<T, W, G, kNV, kHasWeight>;
+      const int grid = resident_grid(kernel, config.threads_per_block(), groups);
+      prepare_partials(grid * rows_per_block);
+      launch_kernel(kernel, dim3(grid), dim3(config.threads_per_block()), stream, programmatic, args);
+    };
+    switch (config.vecs_per_thread) {
+      case 1: launch_rows(std::integral_constant<int, 1>{}); break;
+      case 2: launch_rows(std::integral_constant<int, 2>{}); break;
+      default: launch_rows(std::integral_constant<int, 4>{}); break;
+    }
+  } else {
+    auto* kernel = rms_norm_backward_any_kernel<T, W, G, kHasWeight>;
+    const int grid = resident_grid(kernel, kBackwardAnyThreads, args.rows);
+    args.threads_per_row_log2 = ceil_log2(kBackwardAnyThreads);
+    prepare_partials(grid);
+    launch_kernel(kernel, dim3(grid), dim3(kBackwardAnyThreads), stream, programmatic, args);
+  }
+  if constexpr (kHasWeight) {
+    constexpr int kThreads = 256;
+    const int blocks = (args.hidden + kThreads - 1) / kThreads;
+    launch_kernel(sum_partials_kernel<W>, dim3(blocks), dim3(kThreads), stream, programmatic,
+                  static_cast<W*>(grad_weight.data_ptr()), static_cast<const float*>(args.partials),
+                  num_partials, args.hidden);
+  }
+}
+
+}  // namespace rmsnorm
+
+// grad_input: like input; grad_weight: like weight (ignored without one).
+// All tensors contiguous; rows >= 1, hidden >= 1.
+void rms_norm_backward_cuda(torch::Tensor& grad_input, torch::Tensor& grad_weight,
+                            const torch::Tensor& grad_output, const torch::Tensor& input,
+                            const std::optional<torch::Tensor>& weight, double epsilon,
+                            rmsnorm::NormOrder order) {
+  using namespace rmsnorm;
+  const c10::cuda::OptionalCUDAGuard device_guard(input.device());
+  const int device = input.get_device();
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream(device);
+  const int64_t hidden = input.size(-1);
+  RowLayout layout;
+  layout.hidden = hidden;
+  layout.rows = input.numel() / hidden;
+
+  visit_float_dtype(input.scalar_type(), [&](auto input_tag) {
+    using T = decltype(input_tag);
+    auto run = [&](auto weight_tag, auto grad_tag, auto has_weight) {
+      using W = decltype(weight_tag);
+      using G = decltype(grad_tag);
+      BackwardArgs<T, W, G> args{static_cast<T*>(grad_input.data_ptr()),
+                                 static_cast<const G*>(grad_output.data_ptr()),
+                                 static_cast<const T*>(input.data_ptr()),
+                                 has_weight ? static_cast<const W*>(weight->data_ptr()) : nullptr,
+                                 nullptr, layout.rows, int(hidden), 0, mean_factor_of(layout),
+                                 static_cast<float>(epsilon), order};
+      launch_backward<T, W, G, decltype(has_weight)::value>(args, grad_weight, input, device, stream);
+    };
+    if (!weight) {
+      run(T{}, T{}, std::false_type{});
+    } else if (weight->scalar_type() == input.scalar_type()) {
+      run(T{}, T{}, std::true_type{});
+    } else if (order == NormOrder::kLlama) {
+      run(float{}, float{}, std::true_type{});  // the forward's output (and dy) is fp32
+    } else {
+      run(float{}, T{}, std::true_type{});
+    }
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
