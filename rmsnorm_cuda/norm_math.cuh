@@ -103,21 +103,63 @@ __device__ __forceinline__ O normalize(float x, float inv_rms, W w, NormOrder or
   }
 }
 
-// Weight elements [first, first + N) as a vector: one aligned load in the row
-// body, element loads (0 outside the row) at the edges and in rows whose
-// start is not 16-byte aligned.
-template <int N, typename W>
-__device__ __forceinline__ Vec<W, N> load_weight_chunk(const W* weight, int first, int hidden) {
-  if (first >= 0 && first + N <= hidden && is_aligned(weight + first, sizeof(Vec<W, N>))) {
-    return load_vec<W, N>(weight + first);
+// The weight in shared memory, for rows that start off a 16-byte boundary
+// (odd hidden sizes such as 4097, storage offsets): their chunks meet the
+// weight at any element offset, which global memory serves only element by
+// element. Two copies for 2-byte weights, the second shifted by one element,
+// so that every chunk finds its weights 4-byte aligned in one of them; zero
+// padding on both sides covers the edge chunks that hang over the row.
+template <typename W>
+struct StagedWeight {
+  static constexpr int kPad = 8;
+  static constexpr int kCopies = sizeof(W) == 2 ? 2 : 1;
+  __host__ __device__ static int copy_stride(int hidden) { return (hidden + 2 * kPad + 8) & ~7; }
+  static size_t bytes(int hidden) { return size_t(kCopies) * copy_stride(hidden) * sizeof(W); }
+};
+
+template <typename W>
+__device__ __forceinline__ void stage_weight(W* staged, const W* weight, int hidden) {
+  using Staged = StagedWeight<W>;
+  const int stride = Staged::copy_stride(hidden);
+  for (int i = threadIdx.x; i < stride; i += blockDim.x) {
+#pragma unroll
+    for (int copy = 0; copy < Staged::kCopies; ++copy) {
+      const int e = i - Staged::kPad - copy;
+      staged[copy * stride + i] = (e >= 0 && e < hidden) ? weight[e] : W(0.f);
+    }
   }
+  __syncthreads();
+}
+
+// Weight elements [first, first + N), first >= -kPad + 1, first + N <= hidden + kPad.
+template <int N, typename W>
+__device__ __forceinline__ Vec<W, N> staged_weight_chunk(const W* staged, int hidden, int first) {
+  using Staged = StagedWeight<W>;
   Vec<W, N> w;
+  int index = first + Staged::kPad;
+  if constexpr (sizeof(W) == 2) {
+    if (index & 1) index += Staged::copy_stride(hidden) + 1;  // the shifted copy: even index
+    const uint32_t* words = reinterpret_cast<const uint32_t*>(staged + index);
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) reinterpret_cast<uint32_t*>(w.v)[i] = words[i];
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) w.v[i] = staged[index + i];
+  }
+  return w;
+}
+
+// Element stores of a chunk that hangs over the row's ends or whose output
+// address is not 16-byte aligned. Out of line so that nvcc cannot predicate
+// these stores onto every chunk of the unrolled loop (which halved the
+// bandwidth of odd rows).
+template <typename O, int N>
+__device__ __noinline__ void store_chunk_elements(O* out_row, int first, int hidden, Vec<O, N> y) {
 #pragma unroll
   for (int i = 0; i < N; ++i) {
     const int e = first + i;
-    w.v[i] = (e >= 0 && e < hidden) ? weight[e] : W(0.f);
+    if (e >= 0 && e < hidden) out_row[e] = y.v[i];
   }
-  return w;
 }
 
 // Programmatic dependent launch (sm_90): the next kernel in the stream may be
@@ -148,11 +190,12 @@ inline bool use_programmatic_launch(int device) {
 }
 
 template <typename... KernelArgs, typename... Args>
-void launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream,
-                   bool programmatic, Args&&... args) {
+void launch_kernel_with_smem(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream,
+                             bool programmatic, size_t dynamic_smem, Args&&... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
+  config.dynamicSmemBytes = dynamic_smem;
   config.stream = stream;
   cudaLaunchAttribute attribute[1];
   attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -160,6 +203,12 @@ void launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStr
   config.attrs = attribute;
   config.numAttrs = programmatic ? 1 : 0;
   C10_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+
+template <typename... KernelArgs, typename... Args>
+void launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream,
+                   bool programmatic, Args&&... args) {
+  launch_kernel_with_smem(kernel, grid, block, stream, programmatic, 0, std::forward<Args>(args)...);
 }
 
 // ATen's mean: float(number of outputs) / float(number of inputs).

@@ -50,8 +50,12 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
   static_assert(kAlignedRows || !kFusedAdd, "the fused op takes aligned rows only");
   constexpr int kVec = 16 / sizeof(T);
   // A weight of the input's width is fetched with x, before the reduction, so
-  // that decode-sized launches pay one memory latency instead of two.
-  constexpr bool kPrefetchWeight = kHasWeight && sizeof(W) == sizeof(T) && kVecsPerThread <= 4;
+  // that decode-sized launches pay one memory latency instead of two. Rows off
+  // a 16-byte boundary read it from shared memory instead (StagedWeight).
+  constexpr bool kStageWeight = kHasWeight && !kAlignedRows;
+  constexpr bool kPrefetchWeight = kHasWeight && kAlignedRows && sizeof(W) == sizeof(T) && kVecsPerThread <= 4;
+  extern __shared__ __align__(16) unsigned char staged_weight_bytes[];
+  W* staged = reinterpret_cast<W*>(staged_weight_bytes);
   const RowLayout& layout = args.layout;
   const int threads_per_row_log2 = args.threads_per_row_log2;
   const W* weight = args.weight;
@@ -63,6 +67,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
   const int hidden = int(layout.hidden);
 
   wait_for_previous_grid();
+  if constexpr (kStageWeight) stage_weight(staged, weight, hidden);
   const T* x_row = args.input + layout.offset_of(active ? row : 0);
   // Elements between the 16-byte boundary below the row start and the row start.
   const int head =
@@ -107,12 +112,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
     if constexpr (kPrefetchWeight) {
 #pragma unroll
       for (int k = 0; k < kVecsPerThread; ++k) {
-        if (!chunk_in_row(k)) continue;
-        if constexpr (kAlignedRows) {
-          w[k] = load_vec<W, kVec>(weight + chunk_start(k));
-        } else {
-          w[k] = load_weight_chunk<kVec>(weight, chunk_start(k), hidden);
-        }
+        if (chunk_in_row(k)) w[k] = load_vec<W, kVec>(weight + chunk_start(k));
       }
     }
 #pragma unroll
@@ -138,10 +138,10 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
     Vec<W, kVec> wk;
     if constexpr (kPrefetchWeight) {
       wk = w[k];
-    } else if constexpr (kHasWeight && kAlignedRows) {
-      wk = load_vec<W, kVec>(weight + first);
+    } else if constexpr (kStageWeight) {
+      wk = staged_weight_chunk<kVec>(staged, hidden, first);
     } else if constexpr (kHasWeight) {
-      wk = load_weight_chunk<kVec>(weight, first, hidden);
+      wk = load_vec<W, kVec>(weight + first);
     }
     Vec<O, kVec> y;
 #pragma unroll
@@ -152,11 +152,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
     if (kAlignedRows || (chunk_is_full(first) && is_aligned(out_row + first, sizeof(Vec<O, kVec>)))) {
       store_vec<O, kVec>(out_row + first, y);
     } else {
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) {
-        const int e = first + i;
-        if (e >= 0 && e < hidden) out_row[e] = y.v[i];
-      }
+      store_chunk_elements<O, kVec>(out_row, first, hidden, y);
     }
   }
 }
@@ -249,10 +245,16 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
       if constexpr (kFusedAdd) {
         launch_kernel(rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, true, true>, grid, block,
                       stream, programmatic, args);
+      } else if (rows_aligned) {
+        launch_kernel(rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, true, false>, grid, block,
+                      stream, programmatic, args);
       } else {
-        launch_kernel(rows_aligned ? rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, true, false>
-                                   : rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, false, false>,
-                      grid, block, stream, programmatic, args);
+        auto* kernel = rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, false, false>;
+        const size_t smem = kHasWeight ? StagedWeight<W>::bytes(int(layout.hidden)) : 0;
+        if (smem > 48 * 1024) {  // odd rows past 12K elements: opt in to more shared memory
+          C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+        }
+        launch_kernel_with_smem(kernel, grid, block, stream, programmatic, smem, args);
       }
     };
     switch (config.vecs_per_thread) {
