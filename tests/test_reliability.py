@@ -314,3 +314,169 @@ def test_matrix_size():
     """The brief asks for at least 15 bad-input cases, each device."""
     assert len([c for c in CASES if not c.cuda_only]) >= 15
     assert len(_matrix_params()) >= 2 * 15
+
+
+# --- determinism -----------------------------------------------------------
+
+RERUNS = 100
+# (rows, hidden, x dtype, weight dtype); the many-row shapes make the dweight
+# reduction run over many blocks/threads of rows.
+DETERMINISM_SHAPES = [
+    (1, 4096, torch.bfloat16, torch.bfloat16),
+    (33, 769, torch.float16, torch.float32),
+    (2048, 192, torch.bfloat16, torch.float32),
+    (2, 70001, torch.float32, torch.float32),
+]
+DETERMINISM_CUDA_ONLY = [(65536, 1024, torch.bfloat16, torch.bfloat16), (8, 131072, torch.bfloat16, torch.bfloat16)]
+
+
+def _determinism_params():
+    params = [pytest.param(d, *s, id=f"{d}-{s[0]}x{s[1]}-{str(s[2])[6:]}-w{str(s[3])[6:]}")
+              for d in DEVICES for s in DETERMINISM_SHAPES]
+    if HAS_CUDA:
+        params += [pytest.param("cuda", *s, id=f"cuda-{s[0]}x{s[1]}-{str(s[2])[6:]}-w{str(s[3])[6:]}")
+                   for s in DETERMINISM_CUDA_ONLY]
+    return params
+
+
+@pytest.mark.parametrize("device,rows,hidden,dtype,weight_dtype", _determinism_params())
+def test_reruns_are_bitwise_identical(kernel, device, rows, hidden, dtype, weight_dtype):
+    """100 reruns on the same inputs give the same bits: the forward (with grad
+    on and off, which take different call paths), dx and dweight."""
+    x = randn(rows, hidden, device=device, dtype=dtype, seed=rows + hidden)
+    w = torch.nn.Parameter((torch.rand(hidden, generator=torch.Generator().manual_seed(1)) + 0.5)
+                           .to(device=device, dtype=weight_dtype))
+    grad_out = randn(rows, hidden, device=device, dtype=torch.result_type(w, x), seed=2)
+    x.requires_grad_()
+
+    def run():
+        x.grad, w.grad = None, None
+        y = kernel.rms_norm(x, w, 1e-6)
+        y.backward(grad_out)
+        with torch.no_grad():
+            y_no_grad = kernel.rms_norm(x, w, 1e-6)
+        return [bit_view(t.detach()).clone() for t in (y, y_no_grad, x.grad, w.grad)]
+
+    first = run()
+    assert torch.equal(first[0], first[1]), "grad-on and grad-off forward differ"
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0 and w.grad.abs().sum() > 0
+    for attempt in range(1, RERUNS):
+        again = run()
+        for name, a, b in zip(("y", "y (no grad)", "dx", "dweight"), first, again):
+            assert torch.equal(a, b), f"{name} differs on rerun {attempt}"
+
+
+# --- more than 2^31 elements -----------------------------------------------
+
+# (rows, hidden): a row boundary exactly at element 2^31; one where row 65531
+# straddles it; 2^24+ rows of a head-dim row (row count * hidden past int32).
+HUGE_SHAPES = [(70000, 32768), (65600, 32771), (16_777_300, 128)]
+
+
+def _sample_rows(rows, hidden):
+    boundary = 2**31 // hidden
+    picks = {0, 1, rows // 2, rows - 2, rows - 1} | set(range(boundary - 2, boundary + 3))
+    return sorted(r for r in picks if 0 <= r < rows)
+
+
+@requires_cuda
+@pytest.mark.parametrize("rows,hidden", HUGE_SHAPES, ids=[f"{r}x{h}" for r, h in HUGE_SHAPES])
+def test_more_than_2_31_elements(kernel, rows, hidden):
+    """bf16 input of more than 2^31 elements (no 32-bit index overflow): rows
+    first, last and around element 2^31 against HF's module and an fp64
+    reference, row by row; every row's output through out= (prefilled with
+    NaN) checked written and normalized, chunk by chunk."""
+    assert rows * hidden > 2**31
+    nbytes = rows * hidden * 2
+    free, _ = torch.cuda.mem_get_info()
+    if free < 2 * nbytes + 2**30:
+        pytest.skip(f"needs {(2 * nbytes + 2**30) / 2**30:.1f} GiB free GPU memory, {free / 2**30:.1f} GiB free")
+    torch.manual_seed(0)
+    x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
+    w = (torch.rand(hidden, device="cuda") + 0.5).to(torch.bfloat16)
+    y = torch.full_like(x, float("nan"))
+    with torch.no_grad():
+        kernel.rms_norm(x, w, 1e-6, out=y)
+    torch.cuda.synchronize()
+    sample = _sample_rows(rows, hidden)
+    module = LlamaRMSNorm(hidden, eps=1e-6).to(device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        module.weight.copy_(w)
+        for r in sample:
+            got, xr = y[r : r + 1], x[r : r + 1]
+            assert_same_as_hf(got, module(xr), "cuda")
+            x64 = xr.double()
+            ref = w.double() * (x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + 1e-6))
+            bound = 3 * 2.0**-7 * ref.abs() + 2 * torch.finfo(torch.bfloat16).tiny
+            assert ((got.double() - ref).abs() <= bound).all(), f"row {r} off the fp64 reference"
+        # Every row written (no NaN left), and y / w has unit RMS in every row.
+        w32 = w.float()
+        for start in range(0, rows, 1 << 14):
+            chunk = y[start : start + (1 << 14)].float()
+            assert not torch.isnan(chunk).any(), f"rows from {start} not written"
+            rms = (chunk / w32).pow(2).mean(-1).sqrt()
+            assert ((rms - 1).abs() < 0.02).all(), f"rows from {start} not normalized"
+        del y
+        functional = kernel.rms_norm(x, w, 1e-6)  # the allocating path too
+        for r in (sample[0], sample[-1], *[s for s in sample if abs(s - 2**31 // hidden) <= 1]):
+            assert_same_as_hf(functional[r : r + 1], module(x[r : r + 1]), "cuda")
+
+
+# --- sanitizer driver ------------------------------------------------------
+
+SCRIPTS = REPO_ROOT / "scripts"
+
+
+def test_sanitize_shapes_dry_run_on_cpu():
+    """scripts/sanitize_shapes.py --device cpu: the cases compute-sanitizer
+    runs on CUDA, on the CPU against HF (the --quick subset, for time), and
+    the full list covers >= 30 shapes with odd and very large hidden sizes."""
+    listed = subprocess.run([sys.executable, str(SCRIPTS / "sanitize_shapes.py"), "--list"],
+                            capture_output=True, text=True, check=True).stdout
+    shapes = eval(listed.split(":", 1)[1])  # the script prints its own list literal
+    assert len(shapes) >= 30 and {40000, 65537, 262144} <= {h for _, h in shapes}
+    assert any(h % 2 for _, h in shapes) and max(r for r, _ in shapes) >= 1000
+    done = subprocess.run([sys.executable, str(SCRIPTS / "sanitize_shapes.py"), "--device", "cpu", "--quick"],
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "cases on cpu, 0 mismatches" in done.stdout
+
+
+FAKE_SANITIZER = """#!/usr/bin/env bash
+# Stands in for compute-sanitizer: drops its flags, runs the program, prints a summary.
+while [ "${1#--}" != "$1" ]; do [ "$1" = --tool ] && tool="$2"; shift 2; done
+"$@"; rc=$?
+if [ "$tool" = racecheck ]; then  # racecheck's own summary format
+  echo "========= RACECHECK SUMMARY: $FAKE_ERRORS hazards displayed ($FAKE_ERRORS errors, 0 warnings)"
+else
+  echo "========= ERROR SUMMARY: $FAKE_ERRORS errors"
+fi
+exit $rc
+"""
+FAKE_PYTHON = """#!/usr/bin/env bash
+echo "12 shapes, 170 cases on cuda, ${FAKE_MISMATCHES:-0} mismatches"
+[ "${FAKE_MISMATCHES:-0}" = 0 ]
+"""
+
+
+@pytest.mark.parametrize("errors,mismatches,expect_rc", [(0, 0, 0), (3, 0, 1), (0, 2, 1)],
+                         ids=["clean", "tool errors", "wrong results"])
+def test_run_sanitizers_summary_and_exit_status(tmp_path, errors, mismatches, expect_rc):
+    """scripts/run_sanitizers.sh (bash -n clean) with stand-ins for
+    compute-sanitizer and Python: one summary line per tool with the parsed
+    error count, logs in the folder given, nonzero status on any error."""
+    script = SCRIPTS / "run_sanitizers.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    for name, text in (("compute-sanitizer", FAKE_SANITIZER), ("python", FAKE_PYTHON)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    env = dict(os.environ, COMPUTE_SANITIZER=str(tmp_path / "compute-sanitizer"), PYTHON=str(tmp_path / "python"),
+               FAKE_ERRORS=str(errors), FAKE_MISMATCHES=str(mismatches))
+    logs = tmp_path / "logs"
+    done = subprocess.run(["bash", str(script), str(logs)], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == expect_rc, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    tools = ["memcheck", "racecheck", "initcheck", "synccheck"]
+    assert [line.split(":")[0] for line in lines] == tools
+    assert all(line.split(": ", 1)[1].startswith(f"{errors} errors") for line in lines), lines
+    assert sorted(p.name for p in logs.iterdir()) == sorted([f"sanitizer-{t}.log" for t in tools] + ["summary.txt"])
