@@ -1,12 +1,15 @@
-"""Runs the CUDA op over shapes that exercise every code path (aligned and
-misaligned rows, odd and prime hidden sizes, strided views, the wide kernel,
-fp32 weights, weightless) so that compute-sanitizer can check them:
+"""Runs the op over shapes that exercise every code path (aligned and
+misaligned rows, odd and prime hidden sizes, strided and 4-D head views, the
+wide kernel up to 262144, fp32 weights, weightless, out=) so that
+compute-sanitizer can check them:
 
     compute-sanitizer --tool memcheck python scripts/sanitize_shapes.py
     compute-sanitizer --tool racecheck python scripts/sanitize_shapes.py --quick
 
-Also checks every output against HF's LlamaRMSNorm, so a silent wrong result
-fails too. Exit status 1 on any mismatch.
+scripts/run_sanitizers.sh runs all four tools. Every output is also checked
+against HF's LlamaRMSNorm, so a silent wrong result fails too (exit status 1).
+``--device cpu`` runs the same cases on the CPU: a dry run of this script (no
+sanitizer), tested in tests/test_reliability.py.
 """
 
 import argparse
@@ -18,51 +21,84 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# (rows, hidden): tiny and odd, vector-width edges, primes, common model
+# widths, past the register path, the wide kernel, and many short rows.
 SHAPES = [
-    (1, 1), (3, 7), (1, 8), (5, 127), (2, 128), (7, 769), (1, 896), (33, 1000), (4, 4096),
-    (3, 4097), (9, 5120), (2, 5121), (4, 8192), (2, 16384), (2, 32768), (2, 32769), (1, 70001),
-    (64, 128), (257, 64), (1, 131072),
+    (1, 1), (3, 7), (1, 8), (2, 3), (5, 127), (2, 128), (17, 255), (7, 769), (1, 896), (5, 1023),
+    (33, 1000), (3, 2047), (4, 4096), (3, 4097), (9, 5120), (2, 5121), (4, 8192), (3, 8191),
+    (2, 12288), (1, 13824), (2, 16384), (2, 32768), (2, 32769), (3, 40000), (2, 65536),
+    (1, 65537), (1, 70001), (2, 100003), (1, 131072), (1, 262144),
+    (64, 128), (257, 64), (1000, 33), (2048, 96),
 ]
+RTOL = {torch.bfloat16: 2**-6, torch.float16: 2**-9, torch.float32: 2**-20}
+
+
+def views(rows, hidden, dtype, device):
+    """The layouts of one shape: contiguous, storage offset of one element
+    (misaligned for every vector width), rows with a gap, a 4-D head view."""
+    base = torch.randn(rows * hidden + 1, device=device).to(dtype)
+    out = {"aligned": base[: rows * hidden].view(rows, hidden), "misaligned": base[1:].view(rows, hidden)}
+    if hidden % 2 == 0 and hidden >= 4:
+        out["strided rows"] = torch.randn(rows, 2 * hidden, device=device).to(dtype)[:, hidden:]
+    if hidden <= 256 and rows * hidden <= 1 << 16:
+        out["4-D head view"] = torch.randn(rows, 3, hidden, device=device).to(dtype)[:, 1:].unsqueeze(0)
+    return out
+
+
+def close(got, expected, dtype):
+    return torch.allclose(got, expected, rtol=RTOL[dtype], atol=1e-30)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a third of the shapes (racecheck is slow)")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                        help="cpu: a dry run of the same cases, no GPU needed")
+    parser.add_argument("--list", action="store_true", help="print the shapes and exit")
     args = parser.parse_args()
+    shapes = SHAPES[::3] if args.quick else SHAPES
+    if args.list:
+        print(f"{len(shapes)} shapes: {shapes}")
+        return 0
     general = tomllib.loads((REPO_ROOT / "build.toml").read_text())["general"]
     os.environ.setdefault("LOCAL_KERNELS", f"{general['hub']['repo-id']}={REPO_ROOT}")
     from kernels import get_kernel
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device (use --device cpu for a dry run)")
+        return 2
     kernel = get_kernel(general["hub"]["repo-id"], version=general["version"])
-    shapes = SHAPES[::3] if args.quick else SHAPES
     failures = cases = 0
     torch.manual_seed(0)
     for rows, hidden in shapes:
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
-            for weight_dtype in {dtype, torch.float32}:
-                module = LlamaRMSNorm(hidden, eps=1e-6).to(device="cuda", dtype=weight_dtype)
+            for weight_dtype in dict.fromkeys((dtype, torch.float32)):
+                module = LlamaRMSNorm(hidden, eps=1e-6).to(device=device, dtype=weight_dtype)
                 with torch.no_grad():
                     module.weight.uniform_(0.5, 1.5)
-                base = torch.randn(rows * hidden + 1, device="cuda").to(dtype)
-                views = {"aligned": base[: rows * hidden].view(rows, hidden),
-                         "misaligned": base[1:].view(rows, hidden)}
-                if hidden % 2 == 0 and hidden >= 4:
-                    wide = torch.randn(rows, 2 * hidden, device="cuda").to(dtype)
-                    views["strided rows"] = wide[:, hidden:]
-                for name, x in views.items():
+                for name, x in views(rows, hidden, dtype, device).items():
                     with torch.no_grad():
-                        got = kernel.rms_norm(x, module.weight, 1e-6)
                         expected = module(x)
+                        got = kernel.rms_norm(x, module.weight, 1e-6)
+                        out = torch.full(expected.shape, float("nan"), dtype=expected.dtype, device=device)
+                        if x.is_contiguous():  # out= rejects strided inputs for now (docs/reliability.md)
+                            kernel.rms_norm(x, module.weight, 1e-6, out=out)
+                        else:
+                            out.copy_(got)
                         weightless = kernel.rms_norm(x, None, 1e-6)
-                    torch.cuda.synchronize()
+                        xf = x.float()
+                        weightless_ref = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)).to(dtype)
+                    if device == "cuda":
+                        torch.cuda.synchronize()
                     cases += 1
-                    rtol = {torch.bfloat16: 2**-6, torch.float16: 2**-9, torch.float32: 2**-20}[dtype]
-                    ok = torch.allclose(got, expected, rtol=rtol, atol=1e-30) and torch.isfinite(weightless).all()
+                    ok = (got.shape == expected.shape and got.dtype == expected.dtype and close(got, expected, dtype)
+                          and close(out, expected, dtype) and close(weightless, weightless_ref, dtype))
                     if not ok:
                         failures += 1
                         print(f"MISMATCH {rows}x{hidden} {dtype} weight {weight_dtype} {name}")
-    print(f"{cases} cases, {failures} mismatches")
+    print(f"{len(shapes)} shapes, {cases} cases on {device}, {failures} mismatches")
     return 1 if failures else 0
 
 
