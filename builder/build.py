@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -236,6 +237,27 @@ def pip_cuda_toolkit() -> CudaToolkit | None:
     return None
 
 
+def nvcc_release(nvcc: Path) -> str:
+    """ "13.0" from nvcc --version's "Cuda compilation tools, release 13.0, V13.0.88"."""
+    output = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"release (\d+\.\d+)", output)
+    if not match:
+        raise BuildError(f"{nvcc} --version does not name a CUDA release:\n{output}")
+    return match[1]
+
+
+def check_nvcc_matches_torch(nvcc: Path, torch_cuda: str) -> None:
+    """The variant name says cuXY from torch; code from another nvcc release
+    would carry that name without being that build, so refuse it."""
+    release = nvcc_release(nvcc)
+    wanted = ".".join(torch_cuda.split(".")[:2])
+    if release != wanted:
+        raise BuildError(
+            f"{nvcc} is CUDA {release} but this torch was built with CUDA {wanted}: "
+            f"set CUDA_HOME to a CUDA {wanted} toolkit (or build this variant with --isolated)"
+        )
+
+
 def cuda_home() -> Path:
     """The CUDA toolkit root that holds bin/nvcc, include/ and the cudart library.
 
@@ -352,6 +374,8 @@ def build_variant(
     obj_dir = work_dir / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
     toolkit = cuda_toolkit() if backend == "cuda" else None
+    if toolkit:
+        check_nvcc_matches_torch(toolkit.nvcc, info["cuda"])
     cuda_includes = list(dict.fromkeys([*toolkit.include_dirs, *pip_cuda_include_dirs()])) if toolkit else []
 
     for src in config.torch_src:
@@ -484,12 +508,16 @@ def _main_build_isolated(args) -> int:
         raise BuildError("use either --all-variants or --isolated --variant <name>")
     names = list(MATRIX) if args.all_variants else [args.variant]
     started = time.monotonic()
+    # The matrix goes on past a variant that has no compiler here, and says so.
+    skipped: dict[str, str] | None = {} if args.all_variants else None
     times = build_isolated(names, out_dir=args.out, capabilities=args.capabilities, jobs=args.jobs,
-                           env_root=args.env_cache)
+                           env_root=args.env_cache, skipped=skipped)
     for name, seconds in times.items():
         print(f"[build]   {name}: {seconds:.0f} s")
+    for name, reason in (skipped or {}).items():
+        print(f"[build]   {name}: not built: {reason}")
     print(f"[build] {len(times)} variant(s) in {time.monotonic() - started:.0f} s")
-    return 0
+    return 1 if skipped else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

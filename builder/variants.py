@@ -15,6 +15,7 @@ Pins live here and nowhere else.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
@@ -39,15 +40,16 @@ class TorchRelease:
 
 
 # torch on PyPI: 2.10 is built with CUDA 12.8 (it requires nvidia-cuda-runtime-cu12
-# 12.8.90, i.e. CUDA 12.8 update 1, whose nvcc is 12.8.93); 2.11 and 2.14 with
+# 12.8.90, i.e. CUDA 12.8 update 1). PyPI has no CUDA 12 compiler: the
+# nvidia-cuda-nvcc-cu12 wheels hold ptxas, libnvvm and the crt headers but no
+# nvcc driver, cicc or cudafe++, so that variant takes a CUDA 12.8 toolkit
+# from outside (see external_toolkit_var). 2.11 and 2.14 are built with
 # CUDA 13.0 (they require cuda-toolkit 13.0.2 / 13.0.3: naming the same
 # cuda-toolkit with the compiler extras keeps nvcc, crt and nvvm at that release,
 # where nvidia-cuda-nvcc alone would drag in a newer crt/nvvm). 2.13.0+cpu is a
 # CPU-only wheel on this machine's local wheel folder.
 TORCH_RELEASES: dict[str, TorchRelease] = {
-    "torch210": TorchRelease(
-        "torch==2.10.0", "12.8", ("nvidia-cuda-nvcc-cu12==12.8.93", "nvidia-cuda-cccl-cu12==12.8.90")
-    ),
+    "torch210": TorchRelease("torch==2.10.0", "12.8"),
     "torch211": TorchRelease("torch==2.11.0", "13.0", ("cuda-toolkit[nvcc,crt,nvvm,cccl]==13.0.2",)),
     "torch213": TorchRelease("torch==2.13.0+cpu", None),
     "torch214": TorchRelease("torch==2.14.1", "13.0", ("cuda-toolkit[nvcc,crt,nvvm,cccl]==13.0.3",)),
@@ -115,6 +117,24 @@ def env_spec(variant: Variant) -> EnvSpec:
     return EnvSpec(key, (release.pin, *release.toolkit))
 
 
+def external_toolkit_var(cuda: str) -> str:
+    """Names the toolkit root for a CUDA release PyPI has no nvcc for."""
+    return f"RMSNORM_CUDA_HOME_CU{cuda.replace('.', '')}"
+
+
+def missing_toolkit(variant: Variant) -> str | None:
+    """Why ``variant`` cannot be compiled here, or None if it can."""
+    release = TORCH_RELEASES[variant.torch_tag]
+    if variant.backend != "cuda" or release.toolkit:
+        return None
+    var = external_toolkit_var(variant.cuda)
+    home = os.environ.get(var)
+    if home and (Path(home) / "bin" / "nvcc").exists():
+        return None
+    return (f"PyPI has no CUDA {variant.cuda} nvcc (nvidia-cuda-nvcc-cu12 ships ptxas and headers only): "
+            f"set {var} to a CUDA {variant.cuda} toolkit root (bin/nvcc, include/, lib64/)")
+
+
 def cache_root() -> Path:
     if os.environ.get(CACHE_ENV_VAR):
         return Path(os.environ[CACHE_ENV_VAR])
@@ -126,6 +146,14 @@ def ensure_env(spec: EnvSpec, root: Path, log=print) -> Path:
     """Create (or reuse) the environment; returns its python. A stamp with the
     requirements makes a pin change reinstall, and an unchanged env a no-op."""
     env_dir = root / "envs" / spec.key
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Two builds sharing the cache must not pip into one environment at once.
+    with open(env_dir.parent / f"{spec.key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_env_locked(spec, env_dir, log)
+
+
+def _ensure_env_locked(spec: EnvSpec, env_dir: Path, log) -> Path:
     python = env_dir / "bin" / "python"
     stamp = env_dir / "rmsnorm-builder-requirements.txt"
     wanted = "\n".join(spec.requirements) + "\n"
@@ -155,12 +183,15 @@ def _run(command: list[str], what: str) -> None:
         raise BuildError(f"{what} failed (exit {result.returncode}): {' '.join(command)}")
 
 
-def isolated_child_env(python: Path) -> dict[str, str]:
+def isolated_child_env(python: Path, variant: Variant) -> dict[str, str]:
     """The child sees only its own environment: no activated venv, no
-    PYTHONPATH, and no CUDA_HOME that would override the env's own nvcc."""
+    PYTHONPATH, and no CUDA_HOME that would override the env's own nvcc, except
+    the toolkit named for exactly this variant's CUDA release."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CUDA_HOME", "CUDA_PATH"}}
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+    if variant.cuda and os.environ.get(external_toolkit_var(variant.cuda)):
+        env["CUDA_HOME"] = os.environ[external_toolkit_var(variant.cuda)]
     return env
 
 
@@ -171,16 +202,26 @@ def build_isolated(
     capabilities: list[str] | None = None,
     jobs: int | None = None,
     env_root: Path | None = None,
+    skipped: dict[str, str] | None = None,
     log=print,
 ) -> dict[str, float]:
     """Build each named variant in its release's environment; returns seconds
-    per variant (environment setup included)."""
+    per variant (environment setup included). A variant whose compiler is not
+    available is recorded in ``skipped`` (with the reason) when that dict is
+    given, and is an error otherwise."""
     variants = [parse_variant(n) for n in names]
     specs = {v.name: env_spec(v) for v in variants}  # all pins checked before any download
     root = env_root or cache_root()
     times: dict[str, float] = {}
     for index, variant in enumerate(variants, 1):
         started = time.monotonic()
+        reason = missing_toolkit(variant)
+        if reason:
+            if skipped is None:
+                raise BuildError(f"{variant.name}: {reason}")
+            skipped[variant.name] = reason
+            log(f"[matrix {index}/{len(variants)}] {variant.name} SKIPPED: {reason}")
+            continue
         log(f"[matrix {index}/{len(variants)}] {variant.name} in env {specs[variant.name].key}")
         python = ensure_env(specs[variant.name], root, log)
         command = [str(python), "-m", "builder", "build", "--variant", variant.name]
@@ -190,7 +231,7 @@ def build_isolated(
             command += ["--capabilities", *capabilities]
         if jobs:
             command += ["--jobs", str(jobs)]
-        result = subprocess.run(command, cwd=REPO_ROOT, env=isolated_child_env(python))
+        result = subprocess.run(command, cwd=REPO_ROOT, env=isolated_child_env(python, variant))
         if result.returncode != 0:
             raise BuildError(f"{variant.name}: the build in {python.parent.parent} failed (exit {result.returncode})")
         times[variant.name] = time.monotonic() - started

@@ -62,14 +62,54 @@ def test_every_requirement_is_an_exact_pin(name):
 
 
 @pytest.mark.parametrize("name", [n for n in MATRIX if "-cu" in n])
-def test_cuda_variants_pin_the_nvcc_of_their_cuda(name):
+def test_cuda_variants_pin_the_nvcc_of_their_cuda(name, monkeypatch):
     variant = parse_variant(name)
     spec = env_spec(variant)
     nvcc_pins = [r for r in spec.requirements if "nvcc" in r]
+    var = variants.external_toolkit_var(variant.cuda)
+    monkeypatch.delenv(var, raising=False)
+    if variant.cuda.startswith("12."):
+        # No CUDA 12 nvcc on PyPI: the toolkit comes from outside, by name.
+        assert nvcc_pins == [] and var in variants.missing_toolkit(variant)
+        return
     assert len(nvcc_pins) == 1, spec.requirements
     assert nvcc_pins[0].split("==")[1].startswith(variant.cuda + "."), nvcc_pins[0]
-    # CUDA 12 and 13 publish nvcc under different wheel names.
-    assert ("-cu12" in nvcc_pins[0]) == variant.cuda.startswith("12.")
+    assert variants.missing_toolkit(variant) is None
+
+
+def test_external_toolkit_is_passed_to_that_variant_only(monkeypatch, tmp_path):
+    _touch(tmp_path / "bin" / "nvcc")
+    monkeypatch.setenv("RMSNORM_CUDA_HOME_CU128", str(tmp_path))
+    cu128 = parse_variant("torch210-cxx11-cu128-x86_64-linux")
+    assert variants.missing_toolkit(cu128) is None
+    python = Path("/env/bin/python")
+    assert variants.isolated_child_env(python, cu128)["CUDA_HOME"] == str(tmp_path)
+    assert "CUDA_HOME" not in variants.isolated_child_env(python, parse_variant("torch214-cxx11-cu130-x86_64-linux"))
+
+
+def test_matrix_skips_a_variant_without_compiler(monkeypatch, tmp_path):
+    monkeypatch.delenv("RMSNORM_CUDA_HOME_CU128", raising=False)
+    monkeypatch.setattr(variants, "ensure_env", lambda *a: pytest.fail("created an env"))
+    skipped = {}
+    times = variants.build_isolated(["torch210-cxx11-cu128-x86_64-linux"], env_root=tmp_path,
+                                    skipped=skipped, log=lambda *_: None)
+    assert times == {} and "RMSNORM_CUDA_HOME_CU128" in skipped["torch210-cxx11-cu128-x86_64-linux"]
+    with pytest.raises(BuildError, match="RMSNORM_CUDA_HOME_CU128"):
+        variants.build_isolated(["torch210-cxx11-cu128-x86_64-linux"], env_root=tmp_path, log=lambda *_: None)
+
+
+def test_nvcc_of_another_cuda_release_is_refused(monkeypatch):
+    monkeypatch.setattr(build, "nvcc_release", lambda nvcc: "13.0")
+    build.check_nvcc_matches_torch(Path("nvcc"), "13.0")
+    with pytest.raises(BuildError, match="CUDA 13.0 but this torch was built with CUDA 12.8"):
+        build.check_nvcc_matches_torch(Path("nvcc"), "12.8")
+
+
+def test_nvcc_release_is_read_from_version_output(tmp_path):
+    fake = tmp_path / "nvcc"
+    fake.write_text("#!/bin/sh\necho 'Cuda compilation tools, release 12.8, V12.8.93'\n")
+    fake.chmod(0o755)
+    assert build.nvcc_release(fake) == "12.8"
 
 
 def test_cpu_only_wheel_for_torch213():
@@ -140,6 +180,8 @@ def test_isolated_build_runs_the_environment_python(monkeypatch, tmp_path):
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(variants.subprocess, "run", fake_run)
+    _touch(tmp_path / "cuda128" / "bin" / "nvcc")
+    monkeypatch.setenv("RMSNORM_CUDA_HOME_CU128", str(tmp_path / "cuda128"))
     times = variants.build_isolated(["torch210-cxx11-cu128-x86_64-linux"], out_dir=tmp_path / "out",
                                     capabilities=["9.0"], jobs=1, env_root=tmp_path, log=lambda *_: None)
     assert list(times) == ["torch210-cxx11-cu128-x86_64-linux"]
@@ -147,7 +189,7 @@ def test_isolated_build_runs_the_environment_python(monkeypatch, tmp_path):
     assert command == [str(fake_python), "-m", "builder", "build", "--variant", "torch210-cxx11-cu128-x86_64-linux",
                        "--out", str((tmp_path / "out").resolve()), "--capabilities", "9.0", "--jobs", "1"]
     assert cwd == build.REPO_ROOT
-    assert "CUDA_HOME" not in env and "VIRTUAL_ENV" not in env
+    assert env["CUDA_HOME"] == str(tmp_path / "cuda128") and "VIRTUAL_ENV" not in env
     assert env["PATH"].split(os.pathsep)[0] == str(fake_python.parent)
 
 
