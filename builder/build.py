@@ -486,7 +486,8 @@ def main_build(args) -> int:
     backends = backends_for_this_machine(config) if args.backend == "all" else [args.backend]
     if args.variant:
         info = torch_info()
-        matching = [b for b in ("cuda", "cpu") if variant_name(b, info) == args.variant] if info else []
+        # Only the backends this torch can build: naming a cuda variant on a CPU-only torch raises.
+        matching = [b for b in backends_for_this_machine(config) if variant_name(b, info) == args.variant]
         if not matching:
             available = ", ".join(variant_name(b, info) for b in backends_for_this_machine(config))
             raise BuildError(
