@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# First on every include path (g++ and nvcc): keeps glibc >= 2.32 symbols out of
+# the binaries so that they meet manylinux_2_28; see the header for why.
+GLIBC_SHIM_INCLUDE = Path(__file__).resolve().parent / "glibc_shim"
+
+# What published binaries must load on (checked by kernel-abi-check).
+MANYLINUX = "manylinux_2_28"
 
 OPS_PY_TEMPLATE = '''import torch
 from . import {ops_name}
@@ -185,6 +193,71 @@ def source_id(repo_root: Path) -> str:
         return digest.hexdigest()[:7] + "_dirty"
 
 
+@dataclass
+class CudaToolkit:
+    """Where nvcc, the CUDA headers and the CUDA runtime library are."""
+
+    nvcc: Path
+    include_dirs: list[Path]
+    lib_dirs: list[Path]
+    # Linker argument for the runtime: "-lcudart" for a system toolkit, the
+    # versioned file for pip wheels (they ship libcudart.so.<major> only).
+    cudart: str
+
+
+def cuda_toolkit() -> CudaToolkit:
+    """The toolkit to compile with: CUDA_HOME when set, else one installed into
+    this Python environment from PyPI (the isolated variant environments pin the
+    nvcc that matches their torch), else the machine's."""
+    if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")):
+        pip_toolkit = pip_cuda_toolkit()
+        if pip_toolkit:
+            return pip_toolkit
+    root = cuda_home()
+    return CudaToolkit(root / "bin" / "nvcc", [root / "include"], [root / "lib64", root / "lib"], "-lcudart")
+
+
+def _site_packages() -> list[Path]:
+    return [Path(p) for p in dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])]
+
+
+def pip_cuda_toolkit() -> CudaToolkit | None:
+    """nvcc from the nvidia-cuda-nvcc wheels, if this environment has one.
+
+    CUDA 13 wheels share one prefix (nvidia/cu13/{bin,include,lib}); CUDA 12
+    wheels have one folder per component (nvidia/cuda_nvcc, nvidia/cuda_runtime)."""
+    for site in _site_packages():
+        nvidia = site / "nvidia"
+        for nvcc in sorted(nvidia.glob("*/bin/nvcc")):
+            runtimes = sorted(nvidia.glob("*/lib/libcudart.so.*"))
+            if not runtimes:
+                raise BuildError(f"{nvcc} has no CUDA runtime beside it: install the nvidia cudart wheel of its version")
+            cudart = runtimes[0]
+            return CudaToolkit(nvcc, [nvcc.parent.parent / "include"], [cudart.parent], str(cudart))
+    return None
+
+
+def nvcc_release(nvcc: Path) -> str:
+    """ "13.0" from nvcc --version's "Cuda compilation tools, release 13.0, V13.0.88"."""
+    output = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"release (\d+\.\d+)", output)
+    if not match:
+        raise BuildError(f"{nvcc} --version does not name a CUDA release:\n{output}")
+    return match[1]
+
+
+def check_nvcc_matches_torch(nvcc: Path, torch_cuda: str) -> None:
+    """The variant name says cuXY from torch; code from another nvcc release
+    would carry that name without being that build, so refuse it."""
+    release = nvcc_release(nvcc)
+    wanted = ".".join(torch_cuda.split(".")[:2])
+    if release != wanted:
+        raise BuildError(
+            f"{nvcc} is CUDA {release} but this torch was built with CUDA {wanted}: "
+            f"set CUDA_HOME to a CUDA {wanted} toolkit (or build this variant with --isolated)"
+        )
+
+
 def cuda_home() -> Path:
     """The CUDA toolkit root that holds bin/nvcc, include/ and the cudart library.
 
@@ -211,8 +284,8 @@ def pip_cuda_include_dirs() -> list[Path]:
     """Headers of the nvidia-* wheels torch installs (cusparse.h and friends,
     which torch's CUDA headers include and a bare toolkit may lack)."""
     dirs = []
-    for site in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
-        nvidia = Path(site) / "nvidia"
+    for site in _site_packages():
+        nvidia = site / "nvidia"
         if not nvidia.is_dir():
             continue
         for include in sorted(nvidia.glob("*/include")) + sorted(nvidia.glob("*/*/include")):
@@ -285,7 +358,7 @@ def build_variant(
     log(f"[build] {variant}: ops namespace {ops_name}")
 
     python_include = sysconfig.get_paths()["include"]
-    includes = [gen_dir, *(repo_root / p for p in config.torch_include)]
+    includes = [GLIBC_SHIM_INCLUDE, gen_dir, *(repo_root / p for p in config.torch_include)]
     includes += [Path(p) for p in cpp_extension.include_paths()] + [Path(python_include)]
     defines = [
         f"-DTORCH_EXTENSION_NAME={ops_name}",
@@ -300,8 +373,10 @@ def build_variant(
     jobs_list: list[CompileJob] = []
     obj_dir = work_dir / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
-    cuda_root = cuda_home() if backend == "cuda" else None
-    cuda_includes = [cuda_root / "include", *pip_cuda_include_dirs()] if cuda_root else []
+    toolkit = cuda_toolkit() if backend == "cuda" else None
+    if toolkit:
+        check_nvcc_matches_torch(toolkit.nvcc, info["cuda"])
+    cuda_includes = list(dict.fromkeys([*toolkit.include_dirs, *pip_cuda_include_dirs()])) if toolkit else []
 
     for src in config.torch_src:
         if not src.endswith((".cpp", ".cc", ".c")):
@@ -312,7 +387,7 @@ def build_variant(
         jobs_list.append(CompileJob(repo_root / src, obj, command))
 
     if backend == "cuda":
-        nvcc = str(cuda_root / "bin" / "nvcc")
+        nvcc = str(toolkit.nvcc)
         for kernel in config.cuda_kernels:
             caps = capabilities or kernel.get("cuda-capabilities") or ["8.0", "8.9", "9.0"]
             kernel_includes = [repo_root / p for p in kernel.get("include", [])]
@@ -324,7 +399,7 @@ def build_variant(
                     nvcc, f"-std={cxx_std}", *gencode_flags(caps), *kernel.get("cuda-flags", []),
                     *NVCC_TORCH_FLAGS, *defines, "--threads", str(max(1, jobs)),
                     "-Xcompiler", "-fPIC",
-                    *(f"-I{p}" for p in kernel_includes + includes + cuda_includes),
+                    *(f"-I{p}" for p in dict.fromkeys([GLIBC_SHIM_INCLUDE, *kernel_includes, *includes, *cuda_includes])),
                     "-c", str(repo_root / src), "-o", str(obj),
                 ]
                 jobs_list.append(CompileJob(repo_root / src, obj, command))
@@ -351,8 +426,8 @@ def build_variant(
     libs = ["-lc10", "-ltorch", "-ltorch_cpu"]
     lib_dirs = [Path(p) for p in cpp_extension.library_paths(device_type="cpu")]
     if backend == "cuda":
-        libs += ["-lc10_cuda", "-ltorch_cuda", "-lcudart"]
-        lib_dirs += [cuda_root / "lib64", cuda_root / "lib"]
+        libs += ["-lc10_cuda", "-ltorch_cuda", toolkit.cudart]
+        lib_dirs += toolkit.lib_dirs
     run_command(
         [cxx, "-shared", "-o", str(so_path), *(str(j.obj) for j in jobs_list),
          *(f"-L{p}" for p in lib_dirs if p.exists()), *libs],
@@ -405,11 +480,14 @@ def backends_for_this_machine(config: KernelConfig) -> list[str]:
 
 
 def main_build(args) -> int:
+    if args.all_variants or args.isolated:
+        return _main_build_isolated(args)
     config = load_config(REPO_ROOT)
     backends = backends_for_this_machine(config) if args.backend == "all" else [args.backend]
     if args.variant:
         info = torch_info()
-        matching = [b for b in ("cuda", "cpu") if variant_name(b, info) == args.variant] if info else []
+        # Only the backends this torch can build: naming a cuda variant on a CPU-only torch raises.
+        matching = [b for b in backends_for_this_machine(config) if variant_name(b, info) == args.variant]
         if not matching:
             available = ", ".join(variant_name(b, info) for b in backends_for_this_machine(config))
             raise BuildError(
@@ -422,6 +500,25 @@ def main_build(args) -> int:
         build_variant(backend, out_dir=args.out, capabilities=args.capabilities, jobs=args.jobs)
     print(f"[build] all done in {time.monotonic() - started:.0f} s")
     return 0
+
+
+def _main_build_isolated(args) -> int:
+    from .variants import MATRIX, build_isolated
+
+    if args.all_variants == bool(args.variant):
+        raise BuildError("use either --all-variants or --isolated --variant <name>")
+    names = list(MATRIX) if args.all_variants else [args.variant]
+    started = time.monotonic()
+    # The matrix goes on past a variant that has no compiler here, and says so.
+    skipped: dict[str, str] | None = {} if args.all_variants else None
+    times = build_isolated(names, out_dir=args.out, capabilities=args.capabilities, jobs=args.jobs,
+                           env_root=args.env_cache, skipped=skipped)
+    for name, seconds in times.items():
+        print(f"[build]   {name}: {seconds:.0f} s")
+    for name, reason in (skipped or {}).items():
+        print(f"[build]   {name}: not built: {reason}")
+    print(f"[build] {len(times)} variant(s) in {time.monotonic() - started:.0f} s")
+    return 1 if skipped else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

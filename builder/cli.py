@@ -27,6 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--capabilities", nargs="+", metavar="X.Y",
                        help="CUDA capabilities to compile (default: build.toml's cuda-capabilities)")
     build.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: CPU count)")
+    build.add_argument("--isolated", action="store_true",
+                       help="build --variant in its own cached environment with the exact torch and nvcc it names")
+    build.add_argument("--all-variants", action="store_true",
+                       help="build the whole variant matrix, each in its isolated environment (see docs/variants.md)")
+    build.add_argument("--env-cache", type=Path, default=None,
+                       help="folder for the isolated environments (default: $RMSNORM_BUILDER_CACHE "
+                            "or ~/.cache/rmsnorm-builder)")
+
+    commands.add_parser("variants", help="list the variant matrix and each variant's pinned environment")
+    card = commands.add_parser("card", help="write CARD.md from builder/card_template.md and build/*/metadata.json")
+    card.add_argument("--build-dir", type=Path, default=None, help="default: build/")
+    card.add_argument("--output", type=Path, default=None, help="default: CARD.md in the repo root")
 
     commands.add_parser("check", help="validate build.toml with the kernels parser")
     for name in PUBLISH_COMMANDS:
@@ -38,6 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             return main_build(args)
+        if args.command == "variants":
+            from .variants import MATRIX, env_spec, parse_variant
+
+            for name in MATRIX:
+                spec = env_spec(parse_variant(name))
+                print(f"{name}  env {spec.key}: {' '.join(spec.requirements)}")
+            return 0
+        if args.command == "card":
+            from .card import write_card
+
+            path = write_card(build_dir=args.build_dir, output=args.output)
+            print(f"wrote {path}")
+            return 0
         if args.command == "check":
             config = load_config()
             print(f"build.toml ok: {config.name} v{config.version}, backends {config.backends}")

@@ -107,3 +107,54 @@ def test_get_kernel_offline_from_published_cache(tmp_path):
     load = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert load.returncode == 0, load.stderr[-2000:]
     assert "loaded _rmsnorm_" in load.stdout
+
+
+def test_kernels_info_reads_every_variant():
+    """`kernels info <repo>` (the loader's own CLI) parses build/: every variant
+    folder is a variant name it understands and the metadata it reads is ours."""
+    from kernels.variants import get_variants_local
+
+    parsed = {v.variant_str for v in get_variants_local(BUILD_DIR)}
+    assert parsed == {p.name for p in variant_dirs()}
+
+    kernels_cli = Path(sys.executable).parent / "kernels"
+    if not kernels_cli.exists():
+        pytest.skip("the kernels console script is not installed beside this python")
+    result = subprocess.run([str(kernels_cli), "info", "--json", str(REPO_ROOT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    backends = {json.loads((p / "metadata.json").read_text())["backend"]["type"] for p in variant_dirs()}
+    assert info["name"] == "rmsnorm" and info["version"] == VERSION and info["license"] == "Apache-2.0"
+    assert set(info["backends"]) == backends
+
+
+def test_card_is_generated_from_the_build(tmp_path):
+    from builder.card import newest_plot, render_card
+
+    card = render_card(BUILD_DIR)
+    front_matter = card.split("---\n")[1]
+    assert "library_name: kernels" in front_matter.splitlines()
+    assert "license: apache-2.0" in front_matter.splitlines()
+    for variant in variant_dirs():
+        assert f"| `{variant.name}` |" in card
+    assert "- `rms_norm(x: torch.Tensor" in card and "- `layers.RMSNorm`" in card
+    plot = newest_plot(REPO_ROOT)
+    assert (REPO_ROOT / "benchmarks" / "results" / plot).is_file() and plot in card
+    assert "{" + "variants}" not in card and f'get_kernel("{REPO_ID}", version={VERSION}' in card
+
+    written = subprocess.run([sys.executable, "-m", "builder", "card", "--output", str(tmp_path / "CARD.md")],
+                             cwd=REPO_ROOT, capture_output=True, text=True)
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / "CARD.md").read_text() == card
+
+
+def test_card_table_rows_come_from_metadata(tmp_path):
+    from builder.card import variant_rows, variants_table
+
+    for name, backend in [("torch210-cxx11-cu128-x86_64-linux", {"type": "cuda", "archs": ["8.0", "9.0"]}),
+                          ("torch213-cxx11-cpu-x86_64-linux", {"type": "cpu"})]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metadata.json").write_text(json.dumps({"backend": backend}))
+    table = variants_table(variant_rows(tmp_path)).splitlines()
+    assert table[2:] == ["| `torch210-cxx11-cu128-x86_64-linux` | CUDA (+ CPU tensors) | 8.0, 9.0 |",
+                         "| `torch213-cxx11-cpu-x86_64-linux` | CPU | — |"]

@@ -1,0 +1,240 @@
+"""The variant matrix and its isolated environments: names, pins, env reuse
+and the child build command. Nothing here downloads or compiles."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder import build, cli, variants
+from builder.build import BuildError
+from builder.variants import MATRIX, TORCH_RELEASES, env_spec, parse_variant
+
+ISSUE_VARIANTS = {
+    "torch210-cxx11-cu128-x86_64-linux",
+    "torch211-cxx11-cu130-x86_64-linux",
+    "torch214-cxx11-cu130-x86_64-linux",
+    "torch213-cxx11-cpu-x86_64-linux",
+    "torch214-cxx11-cpu-x86_64-linux",
+}
+
+
+def test_matrix_has_the_required_variants():
+    assert ISSUE_VARIANTS <= set(MATRIX)
+    assert len(set(MATRIX)) == len(MATRIX)
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_names_parse_as_the_kernels_loader_parses_them(name):
+    from kernels.variants import parse_variant as loader_parse
+
+    ours, theirs = parse_variant(name), loader_parse(name)
+    assert theirs.variant_str == name
+    assert f"torch{theirs.framework.version.major}{theirs.framework.version.minor}" == ours.torch_tag
+    loader_cuda = getattr(theirs.arch.backend, "version", None)
+    assert ours.cuda == (str(loader_cuda) if ours.backend == "cuda" else None)
+    assert ours.backend == ("cuda" if ours.cuda else "cpu")
+
+
+@pytest.mark.parametrize("name", ["torch214-cxx98-cpu-x86_64-linux", "torch214-cu130-x86_64-linux",
+                                  "torch214-cxx11-rocm63-x86_64-linux", "torch214-cxx11-cpu-x86_64-darwin", ""])
+def test_bad_names_are_rejected(name):
+    with pytest.raises(BuildError):
+        parse_variant(name)
+
+
+def test_cuda_version_digits():
+    assert parse_variant("torch210-cxx11-cu128-x86_64-linux").cuda == "12.8"
+    assert parse_variant("torch214-cxx11-cu130-x86_64-linux").cuda == "13.0"
+    assert parse_variant("torch29-cxx11-cu126-x86_64-linux").torch_tag == "torch29"
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_every_requirement_is_an_exact_pin(name):
+    spec = env_spec(parse_variant(name))
+    assert spec.requirements, name
+    for requirement in spec.requirements:
+        assert "==" in requirement and not requirement.endswith(".*"), requirement
+    torch_pin = spec.requirements[0]
+    major_minor = parse_variant(name).torch_tag[len("torch"):]
+    assert torch_pin.startswith(f"torch=={major_minor[0]}.{major_minor[1:]}."), torch_pin
+
+
+@pytest.mark.parametrize("name", [n for n in MATRIX if "-cu" in n])
+def test_cuda_variants_pin_the_nvcc_of_their_cuda(name, monkeypatch):
+    variant = parse_variant(name)
+    spec = env_spec(variant)
+    nvcc_pins = [r for r in spec.requirements if "nvcc" in r]
+    var = variants.external_toolkit_var(variant.cuda)
+    monkeypatch.delenv(var, raising=False)
+    if variant.cuda.startswith("12."):
+        # No CUDA 12 nvcc on PyPI: the toolkit comes from outside, by name.
+        assert nvcc_pins == [] and var in variants.missing_toolkit(variant)
+        return
+    assert len(nvcc_pins) == 1, spec.requirements
+    assert nvcc_pins[0].split("==")[1].startswith(variant.cuda + "."), nvcc_pins[0]
+    assert variants.missing_toolkit(variant) is None
+
+
+def test_external_toolkit_is_passed_to_that_variant_only(monkeypatch, tmp_path):
+    _touch(tmp_path / "bin" / "nvcc")
+    monkeypatch.setenv("RMSNORM_CUDA_HOME_CU128", str(tmp_path))
+    cu128 = parse_variant("torch210-cxx11-cu128-x86_64-linux")
+    assert variants.missing_toolkit(cu128) is None
+    python = Path("/env/bin/python")
+    assert variants.isolated_child_env(python, cu128)["CUDA_HOME"] == str(tmp_path)
+    assert "CUDA_HOME" not in variants.isolated_child_env(python, parse_variant("torch214-cxx11-cu130-x86_64-linux"))
+
+
+def test_matrix_skips_a_variant_without_compiler(monkeypatch, tmp_path):
+    monkeypatch.delenv("RMSNORM_CUDA_HOME_CU128", raising=False)
+    monkeypatch.setattr(variants, "ensure_env", lambda *a: pytest.fail("created an env"))
+    skipped = {}
+    times = variants.build_isolated(["torch210-cxx11-cu128-x86_64-linux"], env_root=tmp_path,
+                                    skipped=skipped, log=lambda *_: None)
+    assert times == {} and "RMSNORM_CUDA_HOME_CU128" in skipped["torch210-cxx11-cu128-x86_64-linux"]
+    with pytest.raises(BuildError, match="RMSNORM_CUDA_HOME_CU128"):
+        variants.build_isolated(["torch210-cxx11-cu128-x86_64-linux"], env_root=tmp_path, log=lambda *_: None)
+
+
+def test_nvcc_of_another_cuda_release_is_refused(monkeypatch):
+    monkeypatch.setattr(build, "nvcc_release", lambda nvcc: "13.0")
+    build.check_nvcc_matches_torch(Path("nvcc"), "13.0")
+    with pytest.raises(BuildError, match="CUDA 13.0 but this torch was built with CUDA 12.8"):
+        build.check_nvcc_matches_torch(Path("nvcc"), "12.8")
+
+
+def test_nvcc_release_is_read_from_version_output(tmp_path):
+    fake = tmp_path / "nvcc"
+    fake.write_text("#!/bin/sh\necho 'Cuda compilation tools, release 12.8, V12.8.93'\n")
+    fake.chmod(0o755)
+    assert build.nvcc_release(fake) == "12.8"
+
+
+def test_cpu_only_wheel_for_torch213():
+    assert TORCH_RELEASES["torch213"].cuda is None
+    assert env_spec(parse_variant("torch213-cxx11-cpu-x86_64-linux")).requirements == ("torch==2.13.0+cpu",)
+
+
+def test_both_variants_of_one_release_share_an_environment():
+    cuda = env_spec(parse_variant("torch214-cxx11-cu130-x86_64-linux"))
+    cpu = env_spec(parse_variant("torch214-cxx11-cpu-x86_64-linux"))
+    assert cuda == cpu and cuda.key == "torch-2.14.1-cu130"
+    keys = {env_spec(parse_variant(n)).key for n in MATRIX}
+    assert keys == {"torch-2.10.0-cu128", "torch-2.11.0-cu130", "torch-2.13.0-cpu", "torch-2.14.1-cu130"}
+
+
+@pytest.mark.parametrize("name, message", [
+    ("torch210-cxx11-cu130-x86_64-linux", "built with CUDA 12.8, not CUDA 13.0"),
+    ("torch213-cxx11-cu130-x86_64-linux", "CPU-only wheel"),
+    ("torch299-cxx11-cpu-x86_64-linux", "no pinned torch for torch299"),
+])
+def test_unbuildable_variants_say_why(name, message):
+    with pytest.raises(BuildError, match=message):
+        env_spec(parse_variant(name))
+
+
+def test_cache_root_override(monkeypatch, tmp_path):
+    monkeypatch.setenv(variants.CACHE_ENV_VAR, str(tmp_path))
+    assert variants.cache_root() == tmp_path
+    monkeypatch.delenv(variants.CACHE_ENV_VAR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert variants.cache_root() == tmp_path / "xdg" / "rmsnorm-builder"
+
+
+def _fake_env(root: Path, spec: variants.EnvSpec) -> Path:
+    env_dir = root / "envs" / spec.key
+    (env_dir / "bin").mkdir(parents=True)
+    (env_dir / "bin" / "python").write_text("")
+    (env_dir / "rmsnorm-builder-requirements.txt").write_text("\n".join(spec.requirements) + "\n")
+    return env_dir / "bin" / "python"
+
+
+def test_ready_environment_is_reused_without_pip(monkeypatch, tmp_path):
+    spec = env_spec(parse_variant("torch214-cxx11-cpu-x86_64-linux"))
+    python = _fake_env(tmp_path, spec)
+    monkeypatch.setattr(variants, "_run", lambda *a: pytest.fail(f"ran {a}"))
+    assert variants.ensure_env(spec, tmp_path, log=lambda *_: None) == python
+
+
+def test_changed_pins_reinstall(monkeypatch, tmp_path):
+    spec = env_spec(parse_variant("torch214-cxx11-cpu-x86_64-linux"))
+    python = _fake_env(tmp_path, spec)
+    (python.parent.parent / "rmsnorm-builder-requirements.txt").write_text("torch==2.14.0\n")
+    ran = []
+    monkeypatch.setattr(variants, "_run", lambda command, what: ran.append(command))
+    variants.ensure_env(spec, tmp_path, log=lambda *_: None)
+    assert ran == [[str(python), "-m", "pip", "install", "--quiet", *spec.requirements]]
+
+
+def test_isolated_build_runs_the_environment_python(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", "/somewhere/else")
+    monkeypatch.setenv("VIRTUAL_ENV", "/work/main/.venv")
+    fake_python = tmp_path / "env" / "bin" / "python"
+    monkeypatch.setattr(variants, "ensure_env", lambda spec, root, log: fake_python)
+    calls = []
+
+    def fake_run(command, cwd, env):
+        calls.append((command, cwd, env))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(variants.subprocess, "run", fake_run)
+    _touch(tmp_path / "cuda128" / "bin" / "nvcc")
+    monkeypatch.setenv("RMSNORM_CUDA_HOME_CU128", str(tmp_path / "cuda128"))
+    times = variants.build_isolated(["torch210-cxx11-cu128-x86_64-linux"], out_dir=tmp_path / "out",
+                                    capabilities=["9.0"], jobs=1, env_root=tmp_path, log=lambda *_: None)
+    assert list(times) == ["torch210-cxx11-cu128-x86_64-linux"]
+    (command, cwd, env), = calls
+    assert command == [str(fake_python), "-m", "builder", "build", "--variant", "torch210-cxx11-cu128-x86_64-linux",
+                       "--out", str((tmp_path / "out").resolve()), "--capabilities", "9.0", "--jobs", "1"]
+    assert cwd == build.REPO_ROOT
+    assert env["CUDA_HOME"] == str(tmp_path / "cuda128") and "VIRTUAL_ENV" not in env
+    assert env["PATH"].split(os.pathsep)[0] == str(fake_python.parent)
+
+
+def test_isolated_build_checks_every_pin_before_building(monkeypatch, tmp_path):
+    monkeypatch.setattr(variants, "ensure_env", lambda *a: pytest.fail("created an env"))
+    with pytest.raises(BuildError, match="CPU-only"):
+        variants.build_isolated(["torch214-cxx11-cpu-x86_64-linux", "torch213-cxx11-cu130-x86_64-linux"],
+                                env_root=tmp_path, log=lambda *_: None)
+
+
+def test_cli_lists_the_matrix(capsys):
+    assert cli.main(["variants"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(MATRIX)
+
+
+def test_cli_needs_one_of_all_variants_or_variant(capsys):
+    assert cli.main(["build", "--all-variants", "--variant", "torch214-cxx11-cpu-x86_64-linux"]) == 1
+    assert cli.main(["build", "--isolated"]) == 1
+    assert "either --all-variants or --isolated --variant" in capsys.readouterr().err
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    return path
+
+
+@pytest.mark.parametrize("layout", ["cu13", "cu12"])
+def test_toolkit_from_nvcc_wheels(monkeypatch, tmp_path, layout):
+    nvidia = tmp_path / "nvidia"
+    if layout == "cu13":  # one prefix for every CUDA 13 component
+        nvcc = _touch(nvidia / "cu13" / "bin" / "nvcc")
+        cudart = _touch(nvidia / "cu13" / "lib" / "libcudart.so.13")
+    else:  # one folder per CUDA 12 component
+        nvcc = _touch(nvidia / "cuda_nvcc" / "bin" / "nvcc")
+        cudart = _touch(nvidia / "cuda_runtime" / "lib" / "libcudart.so.12")
+    monkeypatch.setattr(build, "_site_packages", lambda: [tmp_path])
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    toolkit = build.cuda_toolkit()
+    assert toolkit.nvcc == nvcc and toolkit.cudart == str(cudart)
+    assert toolkit.include_dirs == [nvcc.parent.parent / "include"] and toolkit.lib_dirs == [cudart.parent]
+
+
+def test_no_nvcc_wheel_means_the_system_toolkit(monkeypatch, tmp_path):
+    monkeypatch.setattr(build, "_site_packages", lambda: [tmp_path])
+    assert build.pip_cuda_toolkit() is None
