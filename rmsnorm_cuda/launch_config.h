@@ -94,8 +94,8 @@ struct BackwardLaunchConfig {
   int threads_per_block() const { return (1 << threads_per_row_log2) * rows_per_block; }
 };
 constexpr VecsPerThreadRule kBackwardVectorRules[] = {
-    {512, 1},   // bf16 hidden <= 4096
-    {1024, 2},  // <= 8192
+    {256, 1},   // bf16 hidden <= 2048
+    {1024, 2},  // <= 8192: 4096 takes 256 threads of 2 chunks
     {2048, 4},  // <= 16384
 };
 constexpr int kBackwardAnyThreads = 256;

@@ -31,83 +31,38 @@ struct NormArgs {
   NormOrder order;
 };
 
-// Rows short enough to live in registers: one read of x, one write of y.
-//
-// A row is cut into 16-byte chunks aligned in memory, the first and last of
-// which may hang over the row's ends: rows of odd length (4097) or at odd
-// addresses still move full 16-byte vectors through their body, and only the
-// two edge chunks go element by element (out-of-row lanes hold 0, which adds
-// nothing to the sum of squares).
-//
-// kAlignedRows (every row starts on a 16-byte boundary and spans whole chunks,
-// as in every LLM's hidden states) compiles the edge handling away: with it
-// present nvcc predicates the element loads and stores of the edge path onto
-// every chunk, which cost 40% of bf16 bandwidth on the H100. The fused op
-// always takes the aligned form (others go to the wide kernel).
-template <typename T, typename W, typename O, typename A, int kVecsPerThread, bool kHasWeight,
-          bool kAlignedRows, bool kFusedAdd>
-__global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(const NormArgs<T, W, O, A> args) {
-  static_assert(kAlignedRows || !kFusedAdd, "the fused op takes aligned rows only");
+// The hot path, every LLM's hidden states: rows of whole 16-byte chunks at
+// 16-byte boundaries, no fused add. Kept as its own minimal kernel with
+// __restrict__ pointers: the general kernel below, run on these rows, measured
+// 2-4% slower at 8192x4096 and +0.4 us per decode call (benchmarks/NOTES.md).
+// A row is spread over 2^threads_per_row_log2 threads, each holding
+// kVecsPerThread chunks in registers: x is read from DRAM once.
+template <typename T, typename W, typename O, int kVecsPerThread, bool kHasWeight, bool kFp32Scale>
+__global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_aligned_rows_kernel(
+    O* __restrict__ out, const T* __restrict__ input, const W* __restrict__ weight, const RowLayout layout,
+    const int threads_per_row_log2, const float mean_factor, const float eps, const bool add_one) {
   constexpr int kVec = 16 / sizeof(T);
   // A weight of the input's width is fetched with x, before the reduction, so
-  // that decode-sized launches pay one memory latency instead of two. Rows off
-  // a 16-byte boundary read it from shared memory instead (StagedWeight).
-  constexpr bool kStageWeight = kHasWeight && !kAlignedRows;
-  constexpr bool kPrefetchWeight = kHasWeight && kAlignedRows && sizeof(W) == sizeof(T) && kVecsPerThread <= 4;
-  extern __shared__ __align__(16) unsigned char staged_weight_bytes[];
-  W* staged = reinterpret_cast<W*>(staged_weight_bytes);
-  const RowLayout& layout = args.layout;
-  const int threads_per_row_log2 = args.threads_per_row_log2;
-  const W* weight = args.weight;
+  // that decode-sized launches pay one memory latency instead of two.
+  constexpr bool kPrefetchWeight = kHasWeight && sizeof(W) == sizeof(T) && kVecsPerThread <= 4;
   const int threads_per_row = 1 << threads_per_row_log2;
   const int lane = threadIdx.x & (threads_per_row - 1);
   const int64_t row = int64_t(blockIdx.x) * (blockDim.x >> threads_per_row_log2) +
                       (threadIdx.x >> threads_per_row_log2);
   const bool active = row < layout.rows;  // idle threads still join the reduction
-  const int hidden = int(layout.hidden);
+  const int num_chunks = int(layout.hidden) / kVec;
+  auto chunk_in_row = [&](int k) { return lane + k * threads_per_row < num_chunks; };
+  auto chunk_start = [&](int k) { return (lane + k * threads_per_row) * kVec; };
 
   wait_for_previous_grid();
-  if constexpr (kStageWeight) stage_weight(staged, weight, hidden);
-  const T* x_row = args.input + layout.offset_of(active ? row : 0);
-  // Elements between the 16-byte boundary below the row start and the row start.
-  const int head =
-      kAlignedRows ? 0 : int((reinterpret_cast<std::uintptr_t>(x_row) / sizeof(T)) % kVec);
-  const int num_chunks = (head + hidden + kVec - 1) / kVec;
-  auto chunk_start = [&](int k) { return (lane + k * threads_per_row) * kVec - head; };
-  auto chunk_in_row = [&](int k) { return lane + k * threads_per_row < num_chunks; };
-  auto chunk_is_full = [&](int first) {
-    return kAlignedRows || (first >= 0 && first + kVec <= hidden);
-  };
-
+  const T* x_row = input + layout.offset_of(active ? row : 0);
   Vec<T, kVec> x[kVecsPerThread];
   Vec<W, kVec> w[kPrefetchWeight ? kVecsPerThread : 1];
   float sum_sq = 0.f;
   if (active) {
 #pragma unroll
     for (int k = 0; k < kVecsPerThread; ++k) {
-      if (!chunk_in_row(k)) continue;
-      const int first = chunk_start(k);
-      // Edge chunks read their whole aligned 16-byte window and zero the lanes
-      // outside the row: a window never leaves the 16-byte-aligned allocation
-      // that holds the row, and element loads here (issued, predicated, for
-      // every chunk) halved the bandwidth of odd rows.
-      x[k] = load_vec<T, kVec>(x_row + first);
-      if constexpr (kFusedAdd) {
-        const int64_t at = row * layout.hidden + first;
-        const Vec<A, kVec> a = load_vec<A, kVec>(args.addend + at);
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) {
-          x[k].v[i] = static_cast<T>(__fadd_rn(to_float(a.v[i]), to_float(x[k].v[i])));
-        }
-        store_vec<T, kVec>(args.input_out + at, x[k]);
-      }
-      if (!chunk_is_full(first)) {
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) {
-          const int e = first + i;
-          if (e < 0 || e >= hidden) x[k].v[i] = T(0.f);
-        }
-      }
+      if (chunk_in_row(k)) x[k] = load_vec<T, kVec>(x_row + chunk_start(k));
     }
     if constexpr (kPrefetchWeight) {
 #pragma unroll
@@ -128,32 +83,156 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
   sum_sq = row_sum(sum_sq, threads_per_row_log2);
   allow_next_grid();
   if (!active) return;
-  const float inv_rms = inverse_rms(sum_sq, args.mean_factor, args.eps);
+  const float inv_rms = inverse_rms(sum_sq, mean_factor, eps);
 
-  O* out_row = args.out + row * layout.hidden;
+  O* out_row = out + row * layout.hidden;
 #pragma unroll
   for (int k = 0; k < kVecsPerThread; ++k) {
     if (!chunk_in_row(k)) continue;
-    const int first = chunk_start(k);
     Vec<W, kVec> wk;
     if constexpr (kPrefetchWeight) {
       wk = w[k];
-    } else if constexpr (kStageWeight) {
-      wk = staged_weight_chunk<kVec>(staged, hidden, first);
     } else if constexpr (kHasWeight) {
-      wk = load_vec<W, kVec>(weight + first);
+      wk = load_vec<W, kVec>(weight + chunk_start(k));
     }
     Vec<O, kVec> y;
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
-      y.v[i] = normalize<T, W, O, kHasWeight>(to_float(x[k].v[i]), inv_rms,
-                                              kHasWeight ? wk.v[i] : W(0.f), args.order);
+      y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x[k].v[i]), inv_rms,
+                                                          kHasWeight ? wk.v[i] : W(0.f), add_one);
     }
-    if (kAlignedRows || (chunk_is_full(first) && is_aligned(out_row + first, sizeof(Vec<O, kVec>)))) {
-      store_vec<O, kVec>(out_row + first, y);
-    } else {
-      store_chunk_elements<O, kVec>(out_row, first, hidden, y);
+    store_vec<O, kVec>(out_row + chunk_start(k), y);
+  }
+}
+
+// Every other row the register path takes: rows that start off a 16-byte
+// boundary or end inside a chunk (odd hidden sizes such as 4097, storage
+// offsets), and the fused add (aligned rows only; others go to the wide kernel).
+//
+// A row is cut into 16-byte chunks aligned in memory, the first and last of
+// which may hang over the row's ends: rows of odd length still move full
+// 16-byte vectors through their body, and only the two edge chunks go element
+// by element (out-of-row lanes hold 0, which adds nothing to the sum of
+// squares). The weight of such a row is misaligned too: it is staged in
+// shared memory (StagedWeight) by a grid of resident blocks that each walk
+// over many groups of rows.
+template <typename T, typename W, typename O, typename A, int kVecsPerThread, bool kHasWeight,
+          bool kAlignedRows, bool kFusedAdd, bool kFp32Scale>
+__global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(const NormArgs<T, W, O, A> args) {
+  static_assert(kAlignedRows || !kFusedAdd, "the fused op takes aligned rows only");
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr bool kStageWeight = kHasWeight && !kAlignedRows;
+  constexpr bool kPrefetchWeight = kHasWeight && kAlignedRows && sizeof(W) == sizeof(T) && kVecsPerThread <= 4;
+  extern __shared__ __align__(16) unsigned char staged_weight_bytes[];
+  W* staged = reinterpret_cast<W*>(staged_weight_bytes);
+  const RowLayout& layout = args.layout;
+  const int threads_per_row_log2 = args.threads_per_row_log2;
+  const W* weight = args.weight;
+  const int threads_per_row = 1 << threads_per_row_log2;
+  const int lane = threadIdx.x & (threads_per_row - 1);
+  const int rows_per_block = blockDim.x >> threads_per_row_log2;
+  const int64_t num_groups = (layout.rows + rows_per_block - 1) / rows_per_block;
+  const int hidden = int(layout.hidden);
+  const bool add_one = args.order == NormOrder::kGemma;
+
+  wait_for_previous_grid();
+  if constexpr (kStageWeight) stage_weight(staged, weight, hidden);
+  auto normalize_group = [&](int64_t group) {
+    const int64_t row = group * rows_per_block + (threadIdx.x >> threads_per_row_log2);
+    const bool active = row < layout.rows;  // idle threads still join the reduction
+    const T* x_row = args.input + layout.offset_of(active ? row : 0);
+    // Elements between the 16-byte boundary below the row start and the row start.
+    const int head =
+        kAlignedRows ? 0 : int((reinterpret_cast<std::uintptr_t>(x_row) / sizeof(T)) % kVec);
+    const int num_chunks = (head + hidden + kVec - 1) / kVec;
+    auto chunk_start = [&](int k) { return (lane + k * threads_per_row) * kVec - head; };
+    auto chunk_in_row = [&](int k) { return lane + k * threads_per_row < num_chunks; };
+    auto chunk_is_full = [&](int first) { return kAlignedRows || (first >= 0 && first + kVec <= hidden); };
+
+    Vec<T, kVec> x[kVecsPerThread];
+    Vec<W, kVec> w[kPrefetchWeight ? kVecsPerThread : 1];
+    float sum_sq = 0.f;
+    if (active) {
+#pragma unroll
+      for (int k = 0; k < kVecsPerThread; ++k) {
+        if (!chunk_in_row(k)) continue;
+        const int first = chunk_start(k);
+        // Edge chunks read their whole aligned 16-byte window and zero the
+        // lanes outside the row: a window never leaves the 16-byte-aligned
+        // allocation that holds the row.
+        x[k] = load_vec<T, kVec>(x_row + first);
+        if constexpr (kFusedAdd) {
+          const int64_t at = row * layout.hidden + first;
+          const Vec<A, kVec> a = load_vec<A, kVec>(args.addend + at);
+#pragma unroll
+          for (int i = 0; i < kVec; ++i) {
+            x[k].v[i] = static_cast<T>(__fadd_rn(to_float(a.v[i]), to_float(x[k].v[i])));
+          }
+          store_vec<T, kVec>(args.input_out + at, x[k]);
+        }
+        if (!chunk_is_full(first)) {
+#pragma unroll
+          for (int i = 0; i < kVec; ++i) {
+            const int e = first + i;
+            if (e < 0 || e >= hidden) x[k].v[i] = T(0.f);
+          }
+        }
+      }
+      if constexpr (kPrefetchWeight) {
+#pragma unroll
+        for (int k = 0; k < kVecsPerThread; ++k) {
+          if (chunk_in_row(k)) w[k] = load_vec<W, kVec>(weight + chunk_start(k));
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kVecsPerThread; ++k) {
+        if (!chunk_in_row(k)) continue;
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) {
+          const float f = to_float(x[k].v[i]);
+          sum_sq = __fadd_rn(sum_sq, __fmul_rn(f, f));
+        }
+      }
     }
+    {
+      float sums[1] = {sum_sq};
+      row_sum<1, !kAlignedRows>(sums, threads_per_row_log2);
+      sum_sq = sums[0];
+    }
+    allow_next_grid();
+    if (!active) return;
+    const float inv_rms = inverse_rms(sum_sq, args.mean_factor, args.eps);
+
+    O* out_row = args.out + row * layout.hidden;
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      if (!chunk_in_row(k)) continue;
+      const int first = chunk_start(k);
+      Vec<W, kVec> wk;
+      if constexpr (kPrefetchWeight) {
+        wk = w[k];
+      } else if constexpr (kStageWeight) {
+        wk = staged_weight_chunk<kVec>(staged, hidden, first);
+      } else if constexpr (kHasWeight) {
+        wk = load_vec<W, kVec>(weight + first);
+      }
+      Vec<O, kVec> y;
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) {
+        y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x[k].v[i]), inv_rms,
+                                                            kHasWeight ? wk.v[i] : W(0.f), add_one);
+      }
+      if (kAlignedRows || (chunk_is_full(first) && is_aligned(out_row + first, sizeof(Vec<O, kVec>)))) {
+        store_vec<O, kVec>(out_row + first, y);
+      } else {
+        store_chunk_elements<O, kVec>(out_row, first, hidden, y);
+      }
+    }
+  };
+  if constexpr (kAlignedRows) {
+    normalize_group(blockIdx.x);  // one group per block (a loop here cost registers)
+  } else {
+    for (int64_t group = blockIdx.x; group < num_groups; group += gridDim.x) normalize_group(group);
   }
 }
 
@@ -161,7 +240,8 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
 // on rows that are not 16-byte aligned: one block per row, the row read twice
 // (the second read mostly hits L2). Fused, the first pass stores
 // T(addend + input) and the second pass reads that back.
-template <typename T, typename W, typename O, typename A, int kVec, bool kHasWeight, bool kFusedAdd>
+template <typename T, typename W, typename O, typename A, int kVec, bool kHasWeight, bool kFusedAdd,
+          bool kFp32Scale>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(const NormArgs<T, W, O, A> args) {
   const RowLayout& layout = args.layout;
   const int64_t row = blockIdx.x;
@@ -190,6 +270,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(cons
   sum_sq = row_sum(sum_sq, args.threads_per_row_log2);  // its barrier also publishes input_out
   allow_next_grid();
   const float inv_rms = inverse_rms(sum_sq, args.mean_factor, args.eps);
+  const bool add_one = args.order == NormOrder::kGemma;
 
   const T* normed_row = kFusedAdd ? args.input_out + row_start : x_row;
   O* out_row = args.out + row_start;
@@ -200,8 +281,8 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(cons
     Vec<O, kVec> y;
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
-      y.v[i] = normalize<T, W, O, kHasWeight>(to_float(x.v[i]), inv_rms,
-                                              kHasWeight ? w.v[i] : W(0), args.order);
+      y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms,
+                                                          kHasWeight ? w.v[i] : W(0), add_one);
     }
     store_vec<O, kVec>(out_row + int64_t(v) * kVec, y);
   }
@@ -223,7 +304,7 @@ bool rows_are_aligned(const NormArgs<T, W, O, A>& args) {
          (args.input_out == nullptr || is_aligned(args.input_out, sizeof(T) * kFull));
 }
 
-template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd>
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
 void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
   constexpr int kFull = 16 / sizeof(T);
   const RowLayout& layout = args.layout;
@@ -243,18 +324,24 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
     auto launch_rows = [&](auto vecs_tag) {
       constexpr int kNV = decltype(vecs_tag)::value;
       if constexpr (kFusedAdd) {
-        launch_kernel(rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, true, true>, grid, block,
+        launch_kernel(rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, true, true, kFp32Scale>, grid, block,
                       stream, programmatic, args);
       } else if (rows_aligned) {
-        launch_kernel(rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, true, false>, grid, block,
-                      stream, programmatic, args);
+        launch_kernel(rms_norm_aligned_rows_kernel<T, W, O, kNV, kHasWeight, kFp32Scale>, grid, block, stream,
+                      programmatic, args.out, args.input, args.weight, layout, args.threads_per_row_log2,
+                      args.mean_factor, args.eps, args.order == NormOrder::kGemma);
       } else {
-        auto* kernel = rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, false, false>;
+        auto* kernel = rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, false, false, kFp32Scale>;
         const size_t smem = kHasWeight ? StagedWeight<W>::bytes(int(layout.hidden)) : 0;
         if (smem > 48 * 1024) {  // odd rows past 12K elements: opt in to more shared memory
           C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
         }
-        launch_kernel_with_smem(kernel, grid, block, stream, programmatic, smem, args);
+        int per_sm = 0;
+        C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, int(block.x), smem));
+        const int64_t resident = int64_t(at::cuda::getDeviceProperties(device)->multiProcessorCount) *
+                                 std::max(per_sm, 1);
+        const dim3 staged_grid(unsigned(std::min<int64_t>(grid.x, resident)));
+        launch_kernel_with_smem(kernel, staged_grid, block, stream, programmatic, smem, args);
       }
     };
     switch (config.vecs_per_thread) {
@@ -268,10 +355,10 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
   const dim3 grid(layout.rows), block(kWideThreadsPerBlock);
   args.threads_per_row_log2 = ceil_log2(kWideThreadsPerBlock);
   if (rows_aligned) {
-    launch_kernel(rms_norm_wide_kernel<T, W, O, A, kFull, kHasWeight, kFusedAdd>, grid, block, stream,
+    launch_kernel(rms_norm_wide_kernel<T, W, O, A, kFull, kHasWeight, kFusedAdd, kFp32Scale>, grid, block, stream,
                   programmatic, args);
   } else {
-    launch_kernel(rms_norm_wide_kernel<T, W, O, A, 1, kHasWeight, kFusedAdd>, grid, block, stream,
+    launch_kernel(rms_norm_wide_kernel<T, W, O, A, 1, kHasWeight, kFusedAdd, kFp32Scale>, grid, block, stream,
                   programmatic, args);
   }
 }
@@ -290,22 +377,24 @@ void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
   // and weights that are neither the input dtype nor float32.
   visit_float_dtype(input.scalar_type(), [&](auto input_tag) {
     using T = decltype(input_tag);
-    auto run = [&](auto weight_tag, auto out_tag, auto has_weight) {
+    auto run = [&](auto weight_tag, auto out_tag, auto has_weight, auto fp32_scale) {
       using W = decltype(weight_tag);
       using O = decltype(out_tag);
       NormArgs<T, W, O, T> args{mutable_data_of<O>(out), data_of<T>(input),
                                 has_weight ? data_of<W>(*weight) : nullptr, nullptr, nullptr,
                                 layout, 0, 0.f, static_cast<float>(epsilon), order};
-      launch<T, W, O, T, decltype(has_weight)::value, false>(args, device, stream);
+      launch<T, W, O, T, decltype(has_weight)::value, false, decltype(fp32_scale)::value>(args, device, stream);
     };
+    const bool llama = order == NormOrder::kLlama;
     if (!weight) {
-      run(T{}, T{}, std::false_type{});
+      run(T{}, T{}, std::false_type{}, std::false_type{});
     } else if (weight->scalar_type() == input.scalar_type()) {
-      run(T{}, T{}, std::true_type{});
-    } else if (order == NormOrder::kLlama) {
-      run(float{}, float{}, std::true_type{});  // fp32 weight: the product is fp32
+      if (llama) run(T{}, T{}, std::true_type{}, std::false_type{});
+      else run(T{}, T{}, std::true_type{}, std::true_type{});
+    } else if (llama) {
+      run(float{}, float{}, std::true_type{}, std::false_type{});  // fp32 weight: the product is fp32
     } else {
-      run(float{}, T{}, std::true_type{});      // one cast to T at the end
+      run(float{}, T{}, std::true_type{}, std::true_type{});       // one cast to T at the end
     }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -328,7 +417,11 @@ void add_rms_norm_cuda(torch::Tensor& out, torch::Tensor& residual_out, const to
       NormArgs<T, W, A, A> args{mutable_data_of<A>(out), data_of<T>(residual), data_of<W>(weight),
                                 data_of<A>(x), mutable_data_of<T>(residual_out), layout, 0, 0.f,
                                 static_cast<float>(epsilon), order};
-      launch<T, W, A, A, true, true>(args, device, stream);
+      if (order == NormOrder::kLlama) {
+        launch<T, W, A, A, true, true, false>(args, device, stream);
+      } else {
+        launch<T, W, A, A, true, true, true>(args, device, stream);
+      }
     };
     const bool fp32_residual = residual.scalar_type() != x.scalar_type();
     const bool fp32_weight = weight.scalar_type() != x.scalar_type();

@@ -32,27 +32,29 @@ struct BackwardArgs {
   NormOrder order;
 };
 
-// The gradient reaching the normalized value n, before it meets r.
-template <typename T, typename W, bool kHasWeight>
-__device__ __forceinline__ float grad_of_normed(float dy, W w, NormOrder order) {
+// The gradient reaching the normalized value n, before it meets r. The order
+// is a template argument (kFp32Scale: Olmo/Gemma), not a per-element branch.
+template <typename T, typename W, bool kHasWeight, bool kFp32Scale>
+__device__ __forceinline__ float grad_of_normed(float dy, W w, bool add_one) {
   if constexpr (!kHasWeight) {
     return dy;
+  } else if constexpr (kFp32Scale) {
+    return __fmul_rn(dy, fp32_scale(w, add_one));
   } else {
-    if (order == NormOrder::kLlama) return to_float(static_cast<T>(__fmul_rn(dy, to_float(w))));
-    return __fmul_rn(dy, fp32_scale(w, order));
+    return to_float(static_cast<T>(__fmul_rn(dy, to_float(w))));
   }
 }
 
 // What dy multiplies for dweight: the normalized value as the forward used it.
-template <typename T>
-__device__ __forceinline__ float normed_for_weight(float normed, NormOrder order) {
-  return order == NormOrder::kLlama ? to_float(static_cast<T>(normed)) : normed;
+template <typename T, bool kFp32Scale>
+__device__ __forceinline__ float normed_for_weight(float normed) {
+  return kFp32Scale ? normed : to_float(static_cast<T>(normed));
 }
 
 // Rows held in registers, 16-byte chunks, a persistent grid: the block walks
 // over groups of rows_per_block rows and keeps its dweight share in registers
 // (each thread owns the same columns in every row).
-template <typename T, typename W, typename G, int kVecsPerThread, bool kHasWeight>
+template <typename T, typename W, typename G, int kVecsPerThread, bool kHasWeight, bool kFp32Scale>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_rows_kernel(
     const BackwardArgs<T, W, G> args) {
   constexpr int kVec = 16 / sizeof(T);
@@ -65,6 +67,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_rows_ke
   auto chunk_in_row = [&](int k) { return lane + k * threads_per_row < num_chunks; };
   auto chunk_start = [&](int k) { return (lane + k * threads_per_row) * kVec; };
 
+  const bool add_one = args.order == NormOrder::kGemma;
   float dw[kHasWeight ? kVecsPerThread : 1][kVec] = {};
   Vec<W, kVec> w[kHasWeight ? kVecsPerThread : 1];
   wait_for_previous_grid();
@@ -75,35 +78,47 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_rows_ke
     }
   }
 
+  // The next group's x and dy are requested before this group's reductions,
+  // so that a block always has loads in flight (one row at a time left the
+  // backward at 0.63 of the copy rate).
+  Vec<T, kVec> x[kVecsPerThread], x_next[kVecsPerThread];
+  Vec<G, kVec> dy[kVecsPerThread], dy_next[kVecsPerThread];
+  auto row_of = [&](int64_t group) { return group * rows_per_block + slot; };
+  auto load_group = [&](int64_t group, Vec<T, kVec>(&xs)[kVecsPerThread], Vec<G, kVec>(&dys)[kVecsPerThread]) {
+    const int64_t row = row_of(group);
+    if (group >= num_groups || row >= args.rows) return;
+    const int64_t row_start = row * args.hidden;
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      if (!chunk_in_row(k)) continue;
+      xs[k] = load_vec_readonly<T, kVec>(args.input + row_start + chunk_start(k));
+      dys[k] = load_vec_readonly<G, kVec>(args.grad_output + row_start + chunk_start(k));
+    }
+  };
+  load_group(blockIdx.x, x, dy);
+
   for (int64_t group = blockIdx.x; group < num_groups; group += gridDim.x) {
-    const int64_t row = group * rows_per_block + slot;
+    const int64_t row = row_of(group);
     const bool active = row < args.rows;  // idle slots still join the reductions
     const int64_t row_start = (active ? row : 0) * args.hidden;
-    Vec<T, kVec> x[kVecsPerThread];
-    Vec<G, kVec> dy[kVecsPerThread];
+    load_group(group + gridDim.x, x_next, dy_next);
     float sums[2] = {0.f, 0.f};  // sum x^2, sum g * x
     if (active) {
-#pragma unroll
-      for (int k = 0; k < kVecsPerThread; ++k) {
-        if (!chunk_in_row(k)) continue;
-        x[k] = load_vec<T, kVec>(args.input + row_start + chunk_start(k));
-        dy[k] = load_vec<G, kVec>(args.grad_output + row_start + chunk_start(k));
-      }
 #pragma unroll
       for (int k = 0; k < kVecsPerThread; ++k) {
         if (!chunk_in_row(k)) continue;
 #pragma unroll
         for (int i = 0; i < kVec; ++i) {
           const float f = to_float(x[k].v[i]);
-          const float g = grad_of_normed<T, W, kHasWeight>(to_float(dy[k].v[i]),
-                                                           kHasWeight ? w[k].v[i] : W(0.f), args.order);
+          const float g = grad_of_normed<T, W, kHasWeight, kFp32Scale>(to_float(dy[k].v[i]),
+                                                           kHasWeight ? w[k].v[i] : W(0.f), add_one);
           sums[0] = __fadd_rn(sums[0], __fmul_rn(f, f));
           sums[1] = __fadd_rn(sums[1], __fmul_rn(g, f));
         }
       }
     }
     row_sum<2, true>(sums, args.threads_per_row_log2);
-    if (!active) continue;
+    if (!active) break;  // only the last group has idle slots
     const float inv_rms = inverse_rms(sums[0], args.mean_factor, args.eps);
     // mean(g * n) = r * mean(g * x)
     const float mean_gn = __fmul_rn(__fmul_rn(sums[1], args.mean_factor), inv_rms);
@@ -115,13 +130,18 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_rows_ke
       for (int i = 0; i < kVec; ++i) {
         const float dyf = to_float(dy[k].v[i]);
         const float normed = __fmul_rn(to_float(x[k].v[i]), inv_rms);
-        const float g = grad_of_normed<T, W, kHasWeight>(dyf, kHasWeight ? w[k].v[i] : W(0.f), args.order);
+        const float g = grad_of_normed<T, W, kHasWeight, kFp32Scale>(dyf, kHasWeight ? w[k].v[i] : W(0.f), add_one);
         dx.v[i] = static_cast<T>(__fmul_rn(inv_rms, __fsub_rn(g, __fmul_rn(normed, mean_gn))));
         if constexpr (kHasWeight) {
-          dw[k][i] = __fadd_rn(dw[k][i], __fmul_rn(dyf, normed_for_weight<T>(normed, args.order)));
+          dw[k][i] = __fadd_rn(dw[k][i], __fmul_rn(dyf, normed_for_weight<T, kFp32Scale>(normed)));
         }
       }
       store_vec<T, kVec>(args.grad_input + row_start + chunk_start(k), dx);
+    }
+#pragma unroll
+    for (int k = 0; k < kVecsPerThread; ++k) {
+      x[k] = x_next[k];
+      dy[k] = dy_next[k];
     }
   }
   allow_next_grid();
@@ -139,10 +159,11 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_rows_ke
 // Any row length and alignment: one row per block at a time, element by
 // element, two passes (the second mostly from L2). Each thread owns columns
 // threadIdx.x + j * blockDim.x of its block's partial row in global memory.
-template <typename T, typename W, typename G, bool kHasWeight>
+template <typename T, typename W, typename G, bool kHasWeight, bool kFp32Scale>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_any_kernel(
     const BackwardArgs<T, W, G> args) {
   const int hidden = args.hidden;
+  const bool add_one = args.order == NormOrder::kGemma;
   float* partial = kHasWeight ? args.partials + int64_t(blockIdx.x) * hidden : nullptr;
   wait_for_previous_grid();
   if constexpr (kHasWeight) {
@@ -155,7 +176,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_any_ker
     float sums[2] = {0.f, 0.f};
     for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
       const float f = to_float(x[c]);
-      const float g = grad_of_normed<T, W, kHasWeight>(to_float(dy[c]), weight_at(c), args.order);
+      const float g = grad_of_normed<T, W, kHasWeight, kFp32Scale>(to_float(dy[c]), weight_at(c), add_one);
       sums[0] = __fadd_rn(sums[0], __fmul_rn(f, f));
       sums[1] = __fadd_rn(sums[1], __fmul_rn(g, f));
     }
@@ -166,10 +187,10 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_any_ker
     for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
       const float dyf = to_float(dy[c]);
       const float normed = __fmul_rn(to_float(x[c]), inv_rms);
-      const float g = grad_of_normed<T, W, kHasWeight>(dyf, weight_at(c), args.order);
+      const float g = grad_of_normed<T, W, kHasWeight, kFp32Scale>(dyf, weight_at(c), add_one);
       dx[c] = static_cast<T>(__fmul_rn(inv_rms, __fsub_rn(g, __fmul_rn(normed, mean_gn))));
       if constexpr (kHasWeight) {
-        partial[c] = __fadd_rn(partial[c], __fmul_rn(dyf, normed_for_weight<T>(normed, args.order)));
+        partial[c] = __fadd_rn(partial[c], __fmul_rn(dyf, normed_for_weight<T, kFp32Scale>(normed)));
       }
     }
   }
@@ -187,7 +208,7 @@ __global__ void sum_partials_kernel(W* grad_weight, const float* partials, int n
   grad_weight[c] = static_cast<W>(total);
 }
 
-template <typename T, typename W, typename G, bool kHasWeight>
+template <typename T, typename W, typename G, bool kHasWeight, bool kFp32Scale>
 void launch_backward(BackwardArgs<T, W, G> args, torch::Tensor& grad_weight, const torch::Tensor& input,
                      int device, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
@@ -222,7 +243,7 @@ void launch_backward(BackwardArgs<T, W, G> args, torch::Tensor& grad_weight, con
     args.threads_per_row_log2 = config.threads_per_row_log2;
     auto launch_rows = [&](auto vecs_tag) {
       constexpr int kNV = decltype(vecs_tag)::value;
-      auto* kernel = rms_norm_backward_rows_kernel<T, W, G, kNV, kHasWeight>;
+      auto* kernel = rms_norm_backward_rows_kernel<T, W, G, kNV, kHasWeight, kFp32Scale>;
       const int grid = resident_grid(kernel, config.threads_per_block(), groups);
       prepare_partials(grid * rows_per_block);
       launch_kernel(kernel, dim3(grid), dim3(config.threads_per_block()), stream, programmatic, args);
@@ -233,7 +254,7 @@ void launch_backward(BackwardArgs<T, W, G> args, torch::Tensor& grad_weight, con
       default: launch_rows(std::integral_constant<int, 4>{}); break;
     }
   } else {
-    auto* kernel = rms_norm_backward_any_kernel<T, W, G, kHasWeight>;
+    auto* kernel = rms_norm_backward_any_kernel<T, W, G, kHasWeight, kFp32Scale>;
     const int grid = resident_grid(kernel, kBackwardAnyThreads, args.rows);
     args.threads_per_row_log2 = ceil_log2(kBackwardAnyThreads);
     prepare_partials(grid);
@@ -267,7 +288,7 @@ void rms_norm_backward_cuda(torch::Tensor& grad_input, torch::Tensor& grad_weigh
 
   visit_float_dtype(input.scalar_type(), [&](auto input_tag) {
     using T = decltype(input_tag);
-    auto run = [&](auto weight_tag, auto grad_tag, auto has_weight) {
+    auto run = [&](auto weight_tag, auto grad_tag, auto has_weight, auto fp32_scale) {
       using W = decltype(weight_tag);
       using G = decltype(grad_tag);
       BackwardArgs<T, W, G> args{static_cast<T*>(grad_input.data_ptr()),
@@ -276,16 +297,18 @@ void rms_norm_backward_cuda(torch::Tensor& grad_input, torch::Tensor& grad_weigh
                                  has_weight ? static_cast<const W*>(weight->data_ptr()) : nullptr,
                                  nullptr, layout.rows, int(hidden), 0, mean_factor_of(layout),
                                  static_cast<float>(epsilon), order};
-      launch_backward<T, W, G, decltype(has_weight)::value>(args, grad_weight, input, device, stream);
+      launch_backward<T, W, G, decltype(has_weight)::value, decltype(fp32_scale)::value>(args, grad_weight, input, device, stream);
     };
+    const bool llama = order == NormOrder::kLlama;
     if (!weight) {
-      run(T{}, T{}, std::false_type{});
+      run(T{}, T{}, std::false_type{}, std::false_type{});
     } else if (weight->scalar_type() == input.scalar_type()) {
-      run(T{}, T{}, std::true_type{});
-    } else if (order == NormOrder::kLlama) {
-      run(float{}, float{}, std::true_type{});  // the forward's output (and dy) is fp32
+      if (llama) run(T{}, T{}, std::true_type{}, std::false_type{});
+      else run(T{}, T{}, std::true_type{}, std::true_type{});
+    } else if (llama) {
+      run(float{}, float{}, std::true_type{}, std::false_type{});  // the forward's output (and dy) is fp32
     } else {
-      run(float{}, T{}, std::true_type{});
+      run(float{}, T{}, std::true_type{}, std::true_type{});
     }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -39,6 +39,23 @@ __device__ __forceinline__ Vec<T, N> load_vec(const T* ptr) {
   return value;
 }
 
+// Through the read-only (non-coherent) data path: for tensors no thread of
+// the kernel writes. The kernels take no __restrict__ pointers (the in-place
+// fused op aliases them), so the compiler will not choose this path itself.
+template <typename T, int N>
+__device__ __forceinline__ Vec<T, N> load_vec_readonly(const T* ptr) {
+  if constexpr (sizeof(Vec<T, N>) % 16 == 0) {
+    Vec<T, N> value;
+#pragma unroll
+    for (int i = 0; i < int(sizeof(Vec<T, N>) / 16); ++i) {
+      reinterpret_cast<uint4*>(&value)[i] = __ldg(reinterpret_cast<const uint4*>(ptr) + i);
+    }
+    return value;
+  } else {
+    return load_vec<T, N>(ptr);
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ uint32_t bits_of_pair(const T& lo, const T& hi) {
   return uint32_t(lo.x) | (uint32_t(hi.x) << 16);  // c10::BFloat16 / c10::Half
