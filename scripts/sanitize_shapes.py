@@ -83,18 +83,35 @@ def main() -> int:
                         expected = module(x)
                         got = kernel.rms_norm(x, module.weight, 1e-6)
                         out = torch.full(expected.shape, float("nan"), dtype=expected.dtype, device=device)
-                        if x.is_contiguous():  # out= rejects strided inputs for now (docs/reliability.md)
-                            kernel.rms_norm(x, module.weight, 1e-6, out=out)
-                        else:
-                            out.copy_(got)
+                        kernel.rms_norm(x, module.weight, 1e-6, out=out)
                         weightless = kernel.rms_norm(x, None, 1e-6)
                         xf = x.float()
-                        weightless_ref = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)).to(dtype)
+                        normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)
+                        weightless_ref = normed.to(dtype)
+                        # Olmo/Gemma order (the fp32-scale kernels) and the fused add.
+                        gemma = kernel.gemma_rms_norm(x, module.weight, 1e-6)
+                        gemma_ref = (normed * (1 + module.weight.float())).to(dtype)
+                        residual = torch.randn_like(x)
+                        fused_out, residual_out = kernel.fused_add_rms_norm(x, residual, module.weight, 1e-6)
+                        fused_ok = torch.equal(residual_out, residual + x) and close(
+                            fused_out, module(residual + x).to(dtype), dtype)
+                    grads_ok = True
+                    if weight_dtype == dtype and dtype == torch.bfloat16:  # the backward kernels
+                        x_ours = x.detach().clone().requires_grad_()
+                        x_ref = x.detach().clone().requires_grad_()
+                        grad = torch.randn_like(expected)
+                        kernel.rms_norm(x_ours, module.weight, 1e-6).backward(grad)
+                        module(x_ref).backward(grad)
+                        # dx is a difference of two terms: an absolute bound scaled to the gradient
+                        scale = float(x_ref.grad.float().abs().max()) + float(grad.float().abs().max())
+                        grads_ok = torch.allclose(x_ours.grad.float(), x_ref.grad.float(), rtol=2e-2, atol=2e-2 * scale)
+                        module.weight.grad = None
                     if device == "cuda":
                         torch.cuda.synchronize()
                     cases += 1
                     ok = (got.shape == expected.shape and got.dtype == expected.dtype and close(got, expected, dtype)
-                          and close(out, expected, dtype) and close(weightless, weightless_ref, dtype))
+                          and close(out, expected, dtype) and close(weightless, weightless_ref, dtype)
+                          and close(gemma, gemma_ref, dtype) and fused_ok and grads_ok)
                     if not ok:
                         failures += 1
                         print(f"MISMATCH {rows}x{hidden} {dtype} weight {weight_dtype} {name}")
