@@ -152,6 +152,21 @@ __device__ __forceinline__ Vec<W, N> staged_weight_chunk(const W* staged, int hi
   return w;
 }
 
+// The in-row elements of an edge chunk, zero outside the row. Out of line for
+// the same reason as the stores below; element loads (not the chunk's whole
+// 16-byte window) so that no byte outside the row is read: initcheck flags
+// the padding of an allocation as uninitialized even when it is masked off.
+template <typename T, int N>
+__device__ __noinline__ Vec<T, N> load_chunk_elements(const T* row, int first, int hidden) {
+  Vec<T, N> value;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const int e = first + i;
+    value.v[i] = (e >= 0 && e < hidden) ? row[e] : T(0.f);
+  }
+  return value;
+}
+
 // Element stores of a chunk that hangs over the row's ends or whose output
 // address is not 16-byte aligned. Out of line so that nvcc cannot predicate
 // these stores onto every chunk of the unrolled loop (which halved the

@@ -157,10 +157,8 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
       for (int k = 0; k < kVecsPerThread; ++k) {
         if (!chunk_in_row(k)) continue;
         const int first = chunk_start(k);
-        // Edge chunks read their whole aligned 16-byte window and zero the
-        // lanes outside the row: a window never leaves the 16-byte-aligned
-        // allocation that holds the row.
-        x[k] = load_vec<T, kVec>(x_row + first);
+        x[k] = chunk_is_full(first) ? load_vec<T, kVec>(x_row + first)
+                                    : load_chunk_elements<T, kVec>(x_row, first, hidden);
         if constexpr (kFusedAdd) {
           const int64_t at = row * layout.hidden + first;
           const Vec<A, kVec> a = load_vec<A, kVec>(args.addend + at);
@@ -169,13 +167,6 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
             x[k].v[i] = static_cast<T>(__fadd_rn(to_float(a.v[i]), to_float(x[k].v[i])));
           }
           store_vec<T, kVec>(args.input_out + at, x[k]);
-        }
-        if (!chunk_is_full(first)) {
-#pragma unroll
-          for (int i = 0; i < kVec; ++i) {
-            const int e = first + i;
-            if (e < 0 || e >= hidden) x[k].v[i] = T(0.f);
-          }
         }
       }
       if constexpr (kPrefetchWeight) {

@@ -199,7 +199,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_backward_any_ker
 
 // dweight[c] = W(sum over p of partials[p][c]), p in increasing order.
 template <typename W>
-__global__ void sum_partials_kernel(W* grad_weight, const float* partials, int num_partials, int hidden) {
+__global__ void rms_norm_sum_partials_kernel(W* grad_weight, const float* partials, int num_partials, int hidden) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   wait_for_previous_grid();
   if (c >= hidden) return;
@@ -263,7 +263,7 @@ void launch_backward(BackwardArgs<T, W, G> args, torch::Tensor& grad_weight, con
   if constexpr (kHasWeight) {
     constexpr int kThreads = 256;
     const int blocks = (args.hidden + kThreads - 1) / kThreads;
-    launch_kernel(sum_partials_kernel<W>, dim3(blocks), dim3(kThreads), stream, programmatic,
+    launch_kernel(rms_norm_sum_partials_kernel<W>, dim3(blocks), dim3(kThreads), stream, programmatic,
                   static_cast<W*>(grad_weight.data_ptr()), static_cast<const float*>(args.partials),
                   num_partials, args.hidden);
   }
