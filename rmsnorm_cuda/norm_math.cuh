@@ -245,6 +245,26 @@ void visit_float_dtype(at::ScalarType dtype, F&& f) {
   }
 }
 
+// Calls run(W{}, O{}, has_weight, fp32_scale) for one call of an op on T
+// inputs: W the weight's type, O the output's (and the incoming gradient's),
+// has_weight and fp32_scale (Olmo/Gemma order) as std::bool_constant. The
+// binding has already restricted the weight to T or float32.
+template <typename T, typename F>
+void visit_weight_and_order(const std::optional<torch::Tensor>& weight, at::ScalarType input_dtype,
+                            NormOrder order, F&& run) {
+  const bool llama = order == NormOrder::kLlama;
+  if (!weight) {
+    run(T{}, T{}, std::false_type{}, std::false_type{});
+  } else if (weight->scalar_type() == input_dtype) {
+    if (llama) run(T{}, T{}, std::true_type{}, std::false_type{});
+    else run(T{}, T{}, std::true_type{}, std::true_type{});
+  } else if (llama) {
+    run(float{}, float{}, std::true_type{}, std::false_type{});  // fp32 weight: the product is fp32
+  } else {
+    run(float{}, T{}, std::true_type{}, std::true_type{});       // one cast to T at the end
+  }
+}
+
 template <typename T>
 const T* data_of(const torch::Tensor& t) {
   return static_cast<const T*>(t.data_ptr());

@@ -376,17 +376,7 @@ void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
                                 layout, 0, 0.f, static_cast<float>(epsilon), order};
       launch<T, W, O, T, decltype(has_weight)::value, false, decltype(fp32_scale)::value>(args, device, stream);
     };
-    const bool llama = order == NormOrder::kLlama;
-    if (!weight) {
-      run(T{}, T{}, std::false_type{}, std::false_type{});
-    } else if (weight->scalar_type() == input.scalar_type()) {
-      if (llama) run(T{}, T{}, std::true_type{}, std::false_type{});
-      else run(T{}, T{}, std::true_type{}, std::true_type{});
-    } else if (llama) {
-      run(float{}, float{}, std::true_type{}, std::false_type{});  // fp32 weight: the product is fp32
-    } else {
-      run(float{}, T{}, std::true_type{}, std::true_type{});       // one cast to T at the end
-    }
+    visit_weight_and_order<T>(weight, input.scalar_type(), order, run);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

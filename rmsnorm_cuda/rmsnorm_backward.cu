@@ -299,17 +299,7 @@ void rms_norm_backward_cuda(torch::Tensor& grad_input, torch::Tensor& grad_weigh
                                  static_cast<float>(epsilon), order};
       launch_backward<T, W, G, decltype(has_weight)::value, decltype(fp32_scale)::value>(args, grad_weight, input, device, stream);
     };
-    const bool llama = order == NormOrder::kLlama;
-    if (!weight) {
-      run(T{}, T{}, std::false_type{}, std::false_type{});
-    } else if (weight->scalar_type() == input.scalar_type()) {
-      if (llama) run(T{}, T{}, std::true_type{}, std::false_type{});
-      else run(T{}, T{}, std::true_type{}, std::true_type{});
-    } else if (llama) {
-      run(float{}, float{}, std::true_type{}, std::false_type{});  // the forward's output (and dy) is fp32
-    } else {
-      run(float{}, T{}, std::true_type{}, std::true_type{});
-    }
+    visit_weight_and_order<T>(weight, input.scalar_type(), order, run);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

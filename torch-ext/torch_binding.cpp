@@ -188,6 +188,17 @@ void check_same_placement(const char* op, const torch::Tensor& x, const torch::T
               residual.scalar_type());
 }
 
+// The fused ops' arguments: both tensors, their placement, the weight.
+NormOrder check_fused_arguments(const char* op, int64_t order_arg, const torch::Tensor& x,
+                                const torch::Tensor& residual, const torch::Tensor& weight) {
+  const NormOrder order = checked_order(op, order_arg);
+  check_input(op, "x", x);
+  check_input(op, "residual", residual);
+  check_same_placement(op, x, residual, weight);
+  check_weight(op, x, weight);
+  return order;
+}
+
 void run_add(torch::Tensor& out, torch::Tensor& residual_out, const torch::Tensor& x,
              const torch::Tensor& residual, const torch::Tensor& weight_arg, double epsilon, NormOrder order) {
   if (x.numel() == 0) return;
@@ -225,15 +236,12 @@ void rms_norm_out(torch::Tensor& out, const torch::Tensor& input,
   run(out, input, weight, epsilon, order);
 }
 
+
 std::tuple<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, const torch::Tensor& residual,
                                                       const torch::Tensor& weight, double epsilon,
                                                       int64_t order_arg) {
   constexpr const char* kOp = "add_rms_norm";
-  const NormOrder order = checked_order(kOp, order_arg);
-  check_input(kOp, "x", x);
-  check_input(kOp, "residual", residual);
-  check_same_placement(kOp, x, residual, weight);
-  check_weight(kOp, x, weight);
+  const NormOrder order = check_fused_arguments(kOp, order_arg, x, residual, weight);
   const torch::Tensor x_c = x.contiguous(), residual_c = residual.contiguous();
   torch::Tensor out = torch::empty_like(x_c, at::MemoryFormat::Contiguous);
   torch::Tensor residual_out = torch::empty_like(residual_c, at::MemoryFormat::Contiguous);
@@ -244,11 +252,7 @@ std::tuple<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, co
 void add_rms_norm_(torch::Tensor& x, torch::Tensor& residual, const torch::Tensor& weight, double epsilon,
                    int64_t order_arg) {
   constexpr const char* kOp = "add_rms_norm_";
-  const NormOrder order = checked_order(kOp, order_arg);
-  check_input(kOp, "x", x);
-  check_input(kOp, "residual", residual);
-  check_same_placement(kOp, x, residual, weight);
-  check_weight(kOp, x, weight);
+  const NormOrder order = check_fused_arguments(kOp, order_arg, x, residual, weight);
   TORCH_CHECK(x.is_contiguous() && residual.is_contiguous(), kOp,
               ": the in-place form needs contiguous x and residual (got strides ", format_dims(x.strides()),
               " and ", format_dims(residual.strides()), "); use add_rms_norm for strided tensors");
