@@ -166,6 +166,21 @@ def _resolve_card(card_path: Path | str | None, build_dir: Path) -> Path | None:
     return None
 
 
+def _card_images(card: Path, build_dir: Path) -> list[tuple[str, Path]]:
+    """The images the card shows from the repo's ``main`` (``.../resolve/main/<name>.png``, as
+    ``python -m builder card`` writes the benchmark plot), found in ``benchmarks/results/`` beside
+    ``build/``; they go to ``main`` with the card, so that the link resolves."""
+    names = sorted(set(re.findall(r"/resolve/main/([A-Za-z0-9_.\-]+\.(?:png|svg|jpg))", card.read_text())))
+    images = []
+    for name in names:
+        local = build_dir.parent / "benchmarks" / "results" / name
+        if not local.is_file():
+            raise PublishError(f"the card shows {name} from the repo's main branch, but {local} does not exist: "
+                               "expected the plot in benchmarks/results/ (or remove the link from the card)")
+        images.append((name, local))
+    return images
+
+
 def _benchmark_entries(benchmarks_dir: Path | str | None, build_dir: Path) -> list[tuple[str, Path]]:
     if benchmarks_dir is None:
         benchmarks_dir = build_dir.parent / "benchmarks"
@@ -289,6 +304,8 @@ def upload_to_hub(
                         f"({len(variants)} build variants: {names})"}
     if card is not None:
         files.append(PlannedFile(MAIN_BRANCH, "README.md", card, card.stat().st_size))
+        files += [PlannedFile(MAIN_BRANCH, name, local, local.stat().st_size)
+                  for name, local in _card_images(card, build_dir)]
         messages[MAIN_BRANCH] = "Update the kernel card (README.md)"
 
     plan = UploadPlan(repo_id=repo_id, version=version, branch=branch, url=hub_url(repo_id, branch), files=files,

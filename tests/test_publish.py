@@ -204,6 +204,22 @@ def test_dry_run_lists_exact_files_and_branches(kernel_dir, monkeypatch, capsys)
         assert message in out
 
 
+def test_card_plot_goes_to_main_with_the_card(kernel_dir):
+    """A card that shows a plot from main (as `python -m builder card` writes it) uploads that
+    plot beside README.md; a missing plot is an error, not a broken link on the Hub."""
+    card = kernel_dir / "CARD.md"
+    card.write_text(card.read_text() + f"\n![plot](https://huggingface.co/{REPO_ID}/resolve/main/forward-x.png)\n")
+    with pytest.raises(PublishError, match=r"forward-x.png .*does not exist"):
+        publish.upload_to_hub(kernel_dir / "build", repo_id=REPO_ID, dry_run=True)
+    plot = kernel_dir / "benchmarks" / "results" / "forward-x.png"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    plot.write_bytes(b"\x89PNG fake")
+    plan = publish.upload_to_hub(kernel_dir / "build", repo_id=REPO_ID, dry_run=True)
+    main_files = sorted(e[1] for e in plan.entries if e[0] == "main")
+    assert main_files == ["README.md", "forward-x.png"]
+    assert ("main", "forward-x.png", str(plot), plot.stat().st_size) in plan.entries
+
+
 def test_dry_run_without_card_uploads_no_readme(kernel_dir):
     (kernel_dir / "CARD.md").unlink()
     plan = publish.upload_to_hub(kernel_dir / "build", repo_id=REPO_ID, dry_run=True)
