@@ -10,6 +10,8 @@
 
 #include "rmsnorm_cpu.h"
 
+#include "dtype_dispatch.h"
+
 #include <ATen/Parallel.h>
 
 #include <array>
@@ -254,18 +256,6 @@ void rms_norm_backward_rows(T* grad_input, W* grad_weight, const G* grad_output,
   }
 }
 
-// Calls f(T{}) for the C++ type of a CPU input dtype.
-template <typename F>
-void visit_cpu_dtype(at::ScalarType dtype, F&& f) {
-  switch (dtype) {
-    case at::kFloat: f(float{}); break;
-    case at::kHalf: f(at::Half{}); break;
-    case at::kBFloat16: f(at::BFloat16{}); break;
-    case at::kDouble: f(double{}); break;
-    default: TORCH_CHECK(false, "rms_norm: unsupported input dtype ", dtype);
-  }
-}
-
 template <typename T>
 using fp32_or_double = acc_t<T>;
 
@@ -276,22 +266,16 @@ void rms_norm_cpu(torch::Tensor& out, const torch::Tensor& input,
                   const std::optional<torch::Tensor>& weight, const rmsnorm::RowLayout& layout,
                   double epsilon, rmsnorm::NormOrder order) {
   using namespace rmsnorm;
-  visit_cpu_dtype(input.scalar_type(), [&](auto tag) {
+  visit_input_dtype<true>(input.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    using F = fp32_or_double<T>;  // the other weight dtype the binding admits
-    const T* in = input.const_data_ptr<T>();
-    if (!weight) {
-      rms_norm_rows<T, T, T, false>(out.mutable_data_ptr<T>(), in, nullptr, layout, epsilon, order);
-    } else if (weight->scalar_type() == input.scalar_type()) {
-      rms_norm_rows<T, T, T, true>(out.mutable_data_ptr<T>(), in, weight->const_data_ptr<T>(), layout,
-                                   epsilon, order);
-    } else if (order == NormOrder::kLlama) {
-      rms_norm_rows<T, F, F, true>(out.mutable_data_ptr<F>(), in, weight->const_data_ptr<F>(), layout,
-                                   epsilon, order);
-    } else {
-      rms_norm_rows<T, F, T, true>(out.mutable_data_ptr<T>(), in, weight->const_data_ptr<F>(), layout,
-                                   epsilon, order);
-    }
+    auto run = [&](auto weight_tag, auto out_tag, auto has_weight, auto /*fp32_scale: order at run time*/) {
+      using W = decltype(weight_tag);
+      using O = decltype(out_tag);
+      rms_norm_rows<T, W, O, decltype(has_weight)::value>(
+          out.mutable_data_ptr<O>(), input.const_data_ptr<T>(), has_weight ? weight->const_data_ptr<W>() : nullptr,
+          layout, epsilon, order);
+    };
+    visit_weight_and_order<T, fp32_or_double<T>>(weight, input.scalar_type(), order, run);
   });
 }
 
@@ -301,9 +285,8 @@ void add_rms_norm_cpu(torch::Tensor& out, torch::Tensor& residual_out, const tor
   using namespace rmsnorm;
   const int64_t hidden = x.size(-1);
   const int64_t rows = x.numel() / hidden;
-  visit_cpu_dtype(x.scalar_type(), [&](auto tag) {
+  visit_input_dtype<true>(x.scalar_type(), [&](auto tag) {
     using A = decltype(tag);
-    using F = fp32_or_double<A>;
     auto run = [&](auto residual_tag, auto weight_tag) {
       using T = decltype(residual_tag);
       using W = decltype(weight_tag);
@@ -311,17 +294,8 @@ void add_rms_norm_cpu(torch::Tensor& out, torch::Tensor& residual_out, const tor
                                  x.const_data_ptr<A>(), residual.const_data_ptr<T>(),
                                  weight.const_data_ptr<W>(), rows, hidden, epsilon, order);
     };
-    const bool wide_residual = residual.scalar_type() != x.scalar_type();
-    const bool wide_weight = weight.scalar_type() != x.scalar_type();
-    if (!wide_residual && !wide_weight) {
-      run(A{}, A{});
-    } else if (!wide_residual) {
-      run(A{}, F{});
-    } else if (!wide_weight) {
-      run(F{}, A{});
-    } else {
-      run(F{}, F{});
-    }
+    visit_residual_and_weight<A, fp32_or_double<A>>(x.scalar_type(), residual.scalar_type(), weight.scalar_type(),
+                                                    run);
   });
 }
 
@@ -332,26 +306,17 @@ void rms_norm_backward_cpu(torch::Tensor& grad_input, torch::Tensor& grad_weight
   using namespace rmsnorm;
   const int64_t hidden = input.size(-1);
   const int64_t rows = input.numel() / hidden;
-  visit_cpu_dtype(input.scalar_type(), [&](auto tag) {
+  visit_input_dtype<true>(input.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    using F = fp32_or_double<T>;
-    T* dx = grad_input.mutable_data_ptr<T>();
-    const T* in = input.const_data_ptr<T>();
-    if (!weight) {
-      rms_norm_backward_rows<T, T, T, false>(dx, nullptr, grad_output.const_data_ptr<T>(), in, nullptr,
-                                             rows, hidden, epsilon, order);
-    } else if (weight->scalar_type() == input.scalar_type()) {
-      rms_norm_backward_rows<T, T, T, true>(dx, grad_weight.mutable_data_ptr<T>(),
-                                            grad_output.const_data_ptr<T>(), in,
-                                            weight->const_data_ptr<T>(), rows, hidden, epsilon, order);
-    } else if (order == NormOrder::kLlama) {
-      rms_norm_backward_rows<T, F, F, true>(dx, grad_weight.mutable_data_ptr<F>(),
-                                            grad_output.const_data_ptr<F>(), in,
-                                            weight->const_data_ptr<F>(), rows, hidden, epsilon, order);
-    } else {
-      rms_norm_backward_rows<T, F, T, true>(dx, grad_weight.mutable_data_ptr<F>(),
-                                            grad_output.const_data_ptr<T>(), in,
-                                            weight->const_data_ptr<F>(), rows, hidden, epsilon, order);
-    }
+    auto run = [&](auto weight_tag, auto grad_tag, auto has_weight, auto /*fp32_scale: order at run time*/) {
+      using W = decltype(weight_tag);
+      using G = decltype(grad_tag);
+      constexpr bool kHasWeight = decltype(has_weight)::value;
+      rms_norm_backward_rows<T, W, G, kHasWeight>(
+          grad_input.mutable_data_ptr<T>(), kHasWeight ? grad_weight.mutable_data_ptr<W>() : nullptr,
+          grad_output.const_data_ptr<G>(), input.const_data_ptr<T>(),
+          kHasWeight ? weight->const_data_ptr<W>() : nullptr, rows, hidden, epsilon, order);
+    };
+    visit_weight_and_order<T, fp32_or_double<T>>(weight, input.scalar_type(), order, run);
   });
 }

@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "dtype_dispatch.h"
 #include "launch_config.h"
 #include "norm_order.h"
 #include "row_layout.h"
@@ -232,37 +233,6 @@ void launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStr
 // ATen's mean: float(number of outputs) / float(number of inputs).
 inline float mean_factor_of(const RowLayout& layout) {
   return static_cast<float>(layout.rows) / static_cast<float>(layout.rows * layout.hidden);
-}
-
-// Calls f with a value of the C++ type of `dtype` (float, Half or BFloat16).
-template <typename F>
-void visit_float_dtype(at::ScalarType dtype, F&& f) {
-  switch (dtype) {
-    case at::kFloat: f(float{}); break;
-    case at::kHalf: f(c10::Half{}); break;
-    case at::kBFloat16: f(c10::BFloat16{}); break;
-    default: TORCH_CHECK(false, "rms_norm: unsupported dtype ", dtype);
-  }
-}
-
-// Calls run(W{}, O{}, has_weight, fp32_scale) for one call of an op on T
-// inputs: W the weight's type, O the output's (and the incoming gradient's),
-// has_weight and fp32_scale (Olmo/Gemma order) as std::bool_constant. The
-// binding has already restricted the weight to T or float32.
-template <typename T, typename F>
-void visit_weight_and_order(const std::optional<torch::Tensor>& weight, at::ScalarType input_dtype,
-                            NormOrder order, F&& run) {
-  const bool llama = order == NormOrder::kLlama;
-  if (!weight) {
-    run(T{}, T{}, std::false_type{}, std::false_type{});
-  } else if (weight->scalar_type() == input_dtype) {
-    if (llama) run(T{}, T{}, std::true_type{}, std::false_type{});
-    else run(T{}, T{}, std::true_type{}, std::true_type{});
-  } else if (llama) {
-    run(float{}, float{}, std::true_type{}, std::false_type{});  // fp32 weight: the product is fp32
-  } else {
-    run(float{}, T{}, std::true_type{}, std::true_type{});       // one cast to T at the end
-  }
 }
 
 template <typename T>

@@ -366,7 +366,7 @@ void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
 
   // Dtype dispatch at the edge; the binding has already rejected other dtypes
   // and weights that are neither the input dtype nor float32.
-  visit_float_dtype(input.scalar_type(), [&](auto input_tag) {
+  visit_input_dtype<false>(input.scalar_type(), [&](auto input_tag) {
     using T = decltype(input_tag);
     auto run = [&](auto weight_tag, auto out_tag, auto has_weight, auto fp32_scale) {
       using W = decltype(weight_tag);
@@ -376,7 +376,7 @@ void rms_norm_cuda(torch::Tensor& out, const torch::Tensor& input,
                                 layout, 0, 0.f, static_cast<float>(epsilon), order};
       launch<T, W, O, T, decltype(has_weight)::value, false, decltype(fp32_scale)::value>(args, device, stream);
     };
-    visit_weight_and_order<T>(weight, input.scalar_type(), order, run);
+    visit_weight_and_order<T, float>(weight, input.scalar_type(), order, run);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -390,7 +390,7 @@ void add_rms_norm_cuda(torch::Tensor& out, torch::Tensor& residual_out, const to
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream(device);
 
   // x: A; residual stream: T (A or float32); weight: A or float32; out: A.
-  visit_float_dtype(x.scalar_type(), [&](auto x_tag) {
+  visit_input_dtype<false>(x.scalar_type(), [&](auto x_tag) {
     using A = decltype(x_tag);
     auto run = [&](auto residual_tag, auto weight_tag) {
       using T = decltype(residual_tag);
@@ -404,19 +404,7 @@ void add_rms_norm_cuda(torch::Tensor& out, torch::Tensor& residual_out, const to
         launch<T, W, A, A, true, true, true>(args, device, stream);
       }
     };
-    const bool fp32_residual = residual.scalar_type() != x.scalar_type();
-    const bool fp32_weight = weight.scalar_type() != x.scalar_type();
-    if constexpr (std::is_same_v<A, float>) {
-      run(float{}, float{});
-    } else if (!fp32_residual && !fp32_weight) {
-      run(A{}, A{});
-    } else if (!fp32_residual) {
-      run(A{}, float{});
-    } else if (!fp32_weight) {
-      run(float{}, A{});
-    } else {
-      run(float{}, float{});
-    }
+    visit_residual_and_weight<A, float>(x.scalar_type(), residual.scalar_type(), weight.scalar_type(), run);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

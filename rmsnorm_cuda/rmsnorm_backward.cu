@@ -286,7 +286,7 @@ void rms_norm_backward_cuda(torch::Tensor& grad_input, torch::Tensor& grad_weigh
   layout.hidden = hidden;
   layout.rows = input.numel() / hidden;
 
-  visit_float_dtype(input.scalar_type(), [&](auto input_tag) {
+  visit_input_dtype<false>(input.scalar_type(), [&](auto input_tag) {
     using T = decltype(input_tag);
     auto run = [&](auto weight_tag, auto grad_tag, auto has_weight, auto fp32_scale) {
       using W = decltype(weight_tag);
@@ -299,7 +299,7 @@ void rms_norm_backward_cuda(torch::Tensor& grad_input, torch::Tensor& grad_weigh
                                  static_cast<float>(epsilon), order};
       launch_backward<T, W, G, decltype(has_weight)::value, decltype(fp32_scale)::value>(args, grad_weight, input, device, stream);
     };
-    visit_weight_and_order<T>(weight, input.scalar_type(), order, run);
+    visit_weight_and_order<T, float>(weight, input.scalar_type(), order, run);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -25,12 +25,4 @@ enum class NormOrder : int {
 
 inline bool is_valid_order(int64_t order) { return order >= 0 && order <= 2; }
 
-inline const char* order_name(NormOrder order) {
-  switch (order) {
-    case NormOrder::kLlama: return "llama";
-    case NormOrder::kOlmo: return "olmo";
-    default: return "gemma";
-  }
-}
-
 }  // namespace rmsnorm

@@ -176,9 +176,7 @@ void run(torch::Tensor& out, const torch::Tensor& input_arg,
   }
 }
 
-void check_same_placement(const char* op, const torch::Tensor& x, const torch::Tensor& residual,
-                          const torch::Tensor& weight) {
-  TORCH_CHECK(weight.defined(), op, ": weight is required (the fused op has no weightless form), got None");
+void check_same_placement(const char* op, const torch::Tensor& x, const torch::Tensor& residual) {
   TORCH_CHECK(residual.sizes() == x.sizes(), op, ": residual must have x's shape ", format_dims(x.sizes()),
               ", got ", format_dims(residual.sizes()));
   TORCH_CHECK(residual.device() == x.device(), op, ": residual is on ", residual.device().str(),
@@ -194,7 +192,8 @@ NormOrder check_fused_arguments(const char* op, int64_t order_arg, const torch::
   const NormOrder order = checked_order(op, order_arg);
   check_input(op, "x", x);
   check_input(op, "residual", residual);
-  check_same_placement(op, x, residual, weight);
+  check_same_placement(op, x, residual);
+  TORCH_CHECK(weight.defined(), op, ": weight is required (the fused op has no weightless form), got None");
   check_weight(op, x, weight);
   return order;
 }
