@@ -51,8 +51,32 @@ constexpr VecsPerThreadRule kVectorRules[] = {
 constexpr int kThreadsPerBlockTarget = 256;
 constexpr int kWideThreadsPerBlock = kMaxThreadsPerBlock;
 
+inline int floor_log2(int64_t x) {
+  int log2 = 0;
+  while ((int64_t{2} << log2) <= x) ++log2;
+  return log2;
+}
+
+// Chunk counts the general (unaligned-row) kernel is compiled for. Its rows
+// are odd by nature (4097 bf16 spans 513-514 chunks), so rounding the count
+// per thread up to a power of two left half the registers, and half the
+// bytes a block could have in flight, idle (8192x4097 at 0.58-0.62 of copy).
+constexpr int kUnalignedVecsPerThread[] = {1, 2, 4, 5, 6, 8};
+constexpr int kUnalignedTargetVecs = 4;
+
+inline int unaligned_vecs_per_thread(int64_t needed) {
+  for (int vecs : kUnalignedVecsPerThread) {
+    if (vecs >= needed) return vecs;
+  }
+  return 0;  // too long for registers
+}
+
 // `hidden` counts the elements a row may span in 16-byte chunks of `vec`.
-inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec) {
+// Aligned rows: the fewest threads (a power of two) that keep each at or
+// under the rule's chunk count, which is then rounded up to a power of two.
+// Unaligned rows: the most threads that still give each at least
+// kUnalignedTargetVecs chunks, and exactly as many chunks as that takes.
+inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec, bool rows_aligned = true) {
   LaunchConfig config;
   config.vec = vec;
   const int64_t num_vecs = hidden / vec;
@@ -64,6 +88,13 @@ inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec) {
       break;
     }
   }
+  if (!rows_aligned && target != 0) {
+    const int64_t threads_wanted = std::max<int64_t>(1, num_vecs / kUnalignedTargetVecs);
+    config.threads_per_row_log2 = std::min(floor_log2(threads_wanted), kMaxThreadsPerRowLog2);
+    const int64_t threads_per_row = int64_t{1} << config.threads_per_row_log2;
+    config.vecs_per_thread = unaligned_vecs_per_thread((num_vecs + threads_per_row - 1) / threads_per_row);
+    if (config.vecs_per_thread == 0) target = 0;
+  }
   if (target == 0) {
     config.wide = true;
     config.threads_per_row_log2 = kMaxThreadsPerRowLog2;
@@ -71,11 +102,14 @@ inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec) {
     return config;
   }
 
-  const int64_t threads_needed = (num_vecs + target - 1) / target;
-  config.threads_per_row_log2 = std::min(ceil_log2(threads_needed), kMaxThreadsPerRowLog2);
+  if (rows_aligned) {
+    const int64_t threads_needed = (num_vecs + target - 1) / target;
+    config.threads_per_row_log2 = std::min(ceil_log2(threads_needed), kMaxThreadsPerRowLog2);
+    const int64_t threads_per_row = int64_t{1} << config.threads_per_row_log2;
+    const int64_t vecs_per_thread = (num_vecs + threads_per_row - 1) / threads_per_row;
+    config.vecs_per_thread = int(int64_t{1} << ceil_log2(vecs_per_thread));
+  }
   const int64_t threads_per_row = int64_t{1} << config.threads_per_row_log2;
-  const int64_t vecs_per_thread = (num_vecs + threads_per_row - 1) / threads_per_row;
-  config.vecs_per_thread = int(int64_t{1} << ceil_log2(vecs_per_thread));
 
   // Several rows per block for short rows, but no more rows than exist.
   const int64_t rows_wanted = std::max<int64_t>(1, kThreadsPerBlockTarget / threads_per_row);

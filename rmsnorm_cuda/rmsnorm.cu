@@ -305,13 +305,27 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
   // Chunks per row: ceil((head + hidden) / kFull) with head up to kFull - 1
   // when rows may start off a 16-byte boundary.
   const bool rows_aligned = rows_are_aligned(args);
-  LaunchConfig config =
-      pick_launch_config(layout.rows, layout.hidden + (rows_aligned ? 0 : 2 * (kFull - 1)), kFull);
+  LaunchConfig config = pick_launch_config(layout.rows, layout.hidden + (rows_aligned ? 0 : 2 * (kFull - 1)),
+                                           kFull, rows_aligned || kFusedAdd);
   if (kFusedAdd && !rows_aligned) config.wide = true;
   if (!config.wide) {
     const dim3 grid((layout.rows + config.rows_per_block - 1) / config.rows_per_block);
     const dim3 block(config.threads_per_block());
     args.threads_per_row_log2 = config.threads_per_row_log2;
+    auto launch_unaligned = [&](auto vecs_tag) {
+      constexpr int kNV = decltype(vecs_tag)::value;
+      auto* kernel = rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, false, false, kFp32Scale>;
+      const size_t smem = kHasWeight ? StagedWeight<W>::bytes(int(layout.hidden)) : 0;
+      if (smem > 48 * 1024) {  // odd rows past 12K elements: opt in to more shared memory
+        C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+      }
+      int per_sm = 0;
+      C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, int(block.x), smem));
+      const int64_t resident = int64_t(at::cuda::getDeviceProperties(device)->multiProcessorCount) *
+                               std::max(per_sm, 1);
+      const dim3 staged_grid(unsigned(std::min<int64_t>(grid.x, resident)));
+      launch_kernel_with_smem(kernel, staged_grid, block, stream, programmatic, smem, args);
+    };
     auto launch_rows = [&](auto vecs_tag) {
       constexpr int kNV = decltype(vecs_tag)::value;
       if constexpr (kFusedAdd) {
@@ -322,24 +336,18 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
                       programmatic, args.out, args.input, args.weight, layout, args.threads_per_row_log2,
                       args.mean_factor, args.eps, args.order == NormOrder::kGemma);
       } else {
-        auto* kernel = rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, false, false, kFp32Scale>;
-        const size_t smem = kHasWeight ? StagedWeight<W>::bytes(int(layout.hidden)) : 0;
-        if (smem > 48 * 1024) {  // odd rows past 12K elements: opt in to more shared memory
-          C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-        }
-        int per_sm = 0;
-        C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, int(block.x), smem));
-        const int64_t resident = int64_t(at::cuda::getDeviceProperties(device)->multiProcessorCount) *
-                                 std::max(per_sm, 1);
-        const dim3 staged_grid(unsigned(std::min<int64_t>(grid.x, resident)));
-        launch_kernel_with_smem(kernel, staged_grid, block, stream, programmatic, smem, args);
+        launch_unaligned(vecs_tag);
       }
     };
     switch (config.vecs_per_thread) {
       case 1: launch_rows(std::integral_constant<int, 1>{}); break;
       case 2: launch_rows(std::integral_constant<int, 2>{}); break;
       case 4: launch_rows(std::integral_constant<int, 4>{}); break;
-      default: launch_rows(std::integral_constant<int, 8>{}); break;
+      case 8: launch_rows(std::integral_constant<int, 8>{}); break;
+      // Unaligned rows only (pick_launch_config), so only that kernel has them.
+      case 5: if constexpr (!kFusedAdd) launch_unaligned(std::integral_constant<int, 5>{}); break;
+      case 6: if constexpr (!kFusedAdd) launch_unaligned(std::integral_constant<int, 6>{}); break;
+      default: TORCH_CHECK(false, "rms_norm: internal error: no kernel for this row split");
     }
     return;
   }
