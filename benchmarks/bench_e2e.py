@@ -92,6 +92,42 @@ def decode(model, batch, prompt_len, new_tokens):
     return out[:, prompt_len:], batch * new_tokens / seconds
 
 
+def norm_parity(model, batch, prompt_len, new_tokens):
+    """Where tokens differ, is it the norm? Runs vanilla's greedy decode with
+    hooks that keep every LlamaRMSNorm call's input and output, then runs our
+    op on the same inputs: elements not bit-equal to HF's own output, per
+    input shape (B, S, H). HF's mean is ATen's reduction, whose summation order
+    depends on the shape; ours does not (NOTES.md v7)."""
+    import kernels
+
+    general = tomllib.loads((REPO_ROOT / "build.toml").read_text())["general"]
+    ours = kernels.get_kernel(general["hub"]["repo-id"], version=general["version"])
+    restore(model)
+    calls = []
+
+    def keep(module, inputs, output):
+        calls.append((module, inputs[0].detach().clone(), output.detach().clone()))
+
+    handles = [m.register_forward_hook(keep) for m in norms(model)]
+    try:
+        decode(model, batch, prompt_len, new_tokens)
+    finally:
+        for handle in handles:
+            handle.remove()
+    by_shape = {}
+    with torch.no_grad():
+        for module, x, y in calls:
+            mine = ours.rms_norm(x, module.weight, module.variance_epsilon)
+            stats = by_shape.setdefault(str(tuple(x.shape)), {"calls": 0, "elements": 0, "differing": 0,
+                                                               "calls_differing": 0})
+            differing = int((mine != y).sum())
+            stats["calls"] += 1
+            stats["elements"] += y.numel()
+            stats["differing"] += differing
+            stats["calls_differing"] += int(differing > 0)
+    return by_shape
+
+
 def prefill_ms(model, batch=8, seq=2048, reps=5):
     ids = torch.randint(0, model.config.vocab_size, (batch, seq), device="cuda")
     with torch.no_grad():
@@ -140,8 +176,9 @@ def main(argv=None):
                 samples[name][f"decode_b{batch}_tok_s"].append(tps)
                 if name == "vanilla" and round_index == 0:
                     reference[batch] = tokens
-                if round_index == 0:
-                    equal[(name, batch)] = bool(torch.equal(tokens, reference[batch]))
+                # Every round: vanilla against its own first round too (is
+                # greedy decode of this model reproducible at all?).
+                equal.setdefault((name, batch), []).append(bool(torch.equal(tokens, reference[batch])))
             samples[name]["prefill_8x2048_ms"].append(prefill_ms(model))
         print(f"round {round_index + 1}/{args.rounds} done", flush=True)
     rows = []
@@ -153,8 +190,12 @@ def main(argv=None):
         for key, values in samples[name].items():
             row[key] = round(sorted(values)[len(values) // 2], 2)
             row[key + "_samples"] = [round(v, 2) for v in values]
-        row["decode_b1_tokens_equal_vanilla"] = equal[(name, 1)]
-        row["decode_b8_tokens_equal_vanilla"] = equal[(name, 8)]
+            # Host noise only ever slows a round down: the best round is the
+            # least disturbed estimate (reported beside the median).
+            row[key + "_best"] = round(min(values) if key.endswith("_ms") else max(values), 2)
+        row["decode_b1_tokens_equal_vanilla"] = all(equal[(name, 1)])
+        row["decode_b8_tokens_equal_vanilla"] = all(equal[(name, 8)])
+        row["tokens_equal_vanilla_per_round"] = {f"b{b}": equal[(name, b)] for b in (1, 8)}
         rows.append(row)
 
     base = next(r for r in rows if r["impl"] == "vanilla")
@@ -164,12 +205,15 @@ def main(argv=None):
         row["decode_b1_speedup"] = round(row["decode_b1_tok_s"] / base["decode_b1_tok_s"], 3)
         row["decode_b8_speedup"] = round(row["decode_b8_tok_s"] / base["decode_b8_tok_s"], 3)
         row["prefill_speedup"] = round(base["prefill_8x2048_ms"] / row["prefill_8x2048_ms"], 3)
+        row["decode_b1_speedup_best"] = round(row["decode_b1_tok_s_best"] / base["decode_b1_tok_s_best"], 3)
+        row["decode_b8_speedup_best"] = round(row["decode_b8_tok_s_best"] / base["decode_b8_tok_s_best"], 3)
     result = {
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "model": "LlamaForCausalLM random bf16: hidden 2048, inter 8192, 16 layers, 32 heads, 8 kv, vocab 128256",
         "rows": rows,
+        "norm_parity_vs_hf": {f"b{b}": norm_parity(model, b, 16, args.new_tokens) for b in (1, 8)},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -181,6 +225,11 @@ def main(argv=None):
         print(f"{r['impl']:>15} {r['decode_b1_tok_s']:9.1f} {r['decode_b8_tok_s']:9.1f} {r['prefill_8x2048_ms']:10.2f} "
               f"{r['decode_b1_speedup']:6.3f} {r['decode_b8_speedup']:6.3f} {r['prefill_speedup']:6.3f} "
               f"{r['decode_b1_tokens_equal_vanilla'] and r['decode_b8_tokens_equal_vanilla']}")
+    print("our op on the inputs vanilla's norms saw, elements not bit-equal to HF's output:")
+    for batch, shapes in result["norm_parity_vs_hf"].items():
+        for shape, stats in shapes.items():
+            print(f"  {batch} {shape}: {stats['differing']} of {stats['elements']} elements "
+                  f"({stats['calls_differing']} of {stats['calls']} calls)")
 
 
 if __name__ == "__main__":

@@ -57,10 +57,13 @@ inline int floor_log2(int64_t x) {
   return log2;
 }
 
-// Chunk counts the general (unaligned-row) kernel is compiled for. Its rows
-// are odd by nature (4097 bf16 spans 513-514 chunks), so rounding the count
-// per thread up to a power of two left half the registers, and half the
-// bytes a block could have in flight, idle (8192x4097 at 0.58-0.62 of copy).
+// Chunk counts the general (unaligned-row) kernel is compiled for, when the
+// caller asks for counts fitted to the row. Odd rows (4097 bf16 spans 513-514
+// chunks) rounded up to a power of two leave registers idle. Fitted counts
+// measured (H100, 8192x4097 / 8192x5121, benchmarks/NOTES.md v7): fp16 0.588
+// -> 0.664 and 0.629 -> 0.689 of copy; bf16 0.577 -> 0.480 and 0.621 -> 0.504
+// (its 5-chunk instance takes 84 registers to fp16's 60: a quarter fewer
+// blocks per SM); fp32 0.821 -> 0.807. So only fp16 asks for them.
 constexpr int kUnalignedVecsPerThread[] = {1, 2, 4, 5, 6, 8};
 constexpr int kUnalignedTargetVecs = 4;
 
@@ -74,9 +77,9 @@ inline int unaligned_vecs_per_thread(int64_t needed) {
 // `hidden` counts the elements a row may span in 16-byte chunks of `vec`.
 // Aligned rows: the fewest threads (a power of two) that keep each at or
 // under the rule's chunk count, which is then rounded up to a power of two.
-// Unaligned rows: the most threads that still give each at least
-// kUnalignedTargetVecs chunks, and exactly as many chunks as that takes.
-inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec, bool rows_aligned = true) {
+// fit_chunks (unaligned fp16 rows): the most threads that still give each at
+// least kUnalignedTargetVecs chunks, and exactly as many chunks as that takes.
+inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec, bool fit_chunks = false) {
   LaunchConfig config;
   config.vec = vec;
   const int64_t num_vecs = hidden / vec;
@@ -88,7 +91,7 @@ inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec, bo
       break;
     }
   }
-  if (!rows_aligned && target != 0) {
+  if (fit_chunks && target != 0) {
     const int64_t threads_wanted = std::max<int64_t>(1, num_vecs / kUnalignedTargetVecs);
     config.threads_per_row_log2 = std::min(floor_log2(threads_wanted), kMaxThreadsPerRowLog2);
     const int64_t threads_per_row = int64_t{1} << config.threads_per_row_log2;
@@ -102,7 +105,7 @@ inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec, bo
     return config;
   }
 
-  if (rows_aligned) {
+  if (!fit_chunks) {
     const int64_t threads_needed = (num_vecs + target - 1) / target;
     config.threads_per_row_log2 = std::min(ceil_log2(threads_needed), kMaxThreadsPerRowLog2);
     const int64_t threads_per_row = int64_t{1} << config.threads_per_row_log2;

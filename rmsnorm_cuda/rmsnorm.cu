@@ -8,6 +8,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/all.h>
 
+#include <type_traits>
+
 #include "norm_math.cuh"
 
 namespace rmsnorm {
@@ -305,8 +307,10 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
   // Chunks per row: ceil((head + hidden) / kFull) with head up to kFull - 1
   // when rows may start off a 16-byte boundary.
   const bool rows_aligned = rows_are_aligned(args);
+  // Fitted chunk counts pay off for fp16 only (launch_config.h).
+  constexpr bool kFitChunks = !kFusedAdd && std::is_same_v<T, c10::Half>;
   LaunchConfig config = pick_launch_config(layout.rows, layout.hidden + (rows_aligned ? 0 : 2 * (kFull - 1)),
-                                           kFull, rows_aligned || kFusedAdd);
+                                           kFull, kFitChunks && !rows_aligned);
   if (kFusedAdd && !rows_aligned) config.wide = true;
   if (!config.wide) {
     const dim3 grid((layout.rows + config.rows_per_block - 1) / config.rows_per_block);
@@ -344,9 +348,9 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
       case 2: launch_rows(std::integral_constant<int, 2>{}); break;
       case 4: launch_rows(std::integral_constant<int, 4>{}); break;
       case 8: launch_rows(std::integral_constant<int, 8>{}); break;
-      // Unaligned rows only (pick_launch_config), so only that kernel has them.
-      case 5: if constexpr (!kFusedAdd) launch_unaligned(std::integral_constant<int, 5>{}); break;
-      case 6: if constexpr (!kFusedAdd) launch_unaligned(std::integral_constant<int, 6>{}); break;
+      // Fitted counts of unaligned fp16 rows only, so only that kernel has them.
+      case 5: if constexpr (kFitChunks) launch_unaligned(std::integral_constant<int, 5>{}); break;
+      case 6: if constexpr (kFitChunks) launch_unaligned(std::integral_constant<int, 6>{}); break;
       default: TORCH_CHECK(false, "rms_norm: internal error: no kernel for this row split");
     }
     return;
