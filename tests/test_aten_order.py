@@ -1,0 +1,55 @@
+"""scripts/aten_reduce_order.py: the order in which ATen's CUDA `mean` sums a
+row (what HF's LlamaRMSNorm variance is), the spec for matching HF bit for bit
+on CUDA at every batch shape (NOTES.md v7).
+
+CPU (CI): the vectorized emulator equals a literal thread-by-thread port of
+the device code bit for bit, and the fp64 sum within fp32 rounding.
+CUDA: the emulator equals torch's own CUDA mean bit for bit (the full run over
+378 cases is scripts/check_aten_order.py)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import aten_reduce_order as aro  # noqa: E402
+
+# Scalar path (H < 128), every misalignment shift, a warp split (H 8192), a
+# block split (global reduce, H >= 2**17), decode and prefill row counts.
+SHAPES = [(1, 3), (2, 64), (5, 127), (1, 128), (3, 129), (4, 130), (8, 576), (1, 4096), (8, 2048),
+          (16, 4096), (3, 4097), (17, 8192), (2, 5121), (1, 131077)]
+
+
+@pytest.mark.parametrize("rows,hidden", SHAPES)
+def test_emulator_matches_literal_port_and_fp64(rows, hidden):
+    rng = np.random.default_rng(rows * 100003 + hidden)
+    squares = rng.standard_normal((rows, hidden)).astype(np.float32) ** 2
+    config = aro.aten_config(rows, hidden)
+    for offset in (0, 1, 3):
+        sums = aro.aten_row_sums(squares, offset)
+        for r in range(min(rows, 3)):
+            shift = (offset + r * hidden) % 4 if config["vectorize_input"] else 0
+            literal = aro._literal_row_sum(squares[r], config, shift)
+            assert literal.tobytes() == sums[r].tobytes(), (rows, hidden, offset, r)
+        exact = squares.astype(np.float64).sum(axis=1)
+        assert np.max(np.abs(sums - exact) / exact) < 1e-6
+
+
+def test_batch_shape_changes_the_order():
+    """Why vanilla HF is not batch-invariant: one row is summed by 512 lanes
+    alone, by 64 among 8 rows, by 32 among 16 or more."""
+    lanes = {rows: aro.aten_config(rows, 4096)["threads_per_row"] for rows in (1, 8, 16, 8192)}
+    assert lanes == {1: 512, 8: 64, 16: 32, 8192: 32}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("rows,hidden", SHAPES + [(8192, 4096), (64, 8192), (33, 127)])
+def test_emulator_matches_cuda_mean(rows, hidden):
+    generator = torch.Generator().manual_seed(rows * 7 + hidden)
+    x = torch.randn(rows, hidden, generator=generator).to(torch.bfloat16).float()
+    on_gpu = x.cuda().pow(2).mean(-1).cpu().numpy()
+    emulated = aro.aten_mean(x.numpy())
+    assert on_gpu.tobytes() == emulated.tobytes()
