@@ -37,7 +37,8 @@ def test_names_parse_as_the_kernels_loader_parses_them(name):
     assert ours.backend == ("cuda" if ours.cuda else "cpu")
 
 
-@pytest.mark.parametrize("name", ["torch214-cxx98-cpu-x86_64-linux", "torch214-cu130-x86_64-linux",
+@pytest.mark.parametrize("name", ["torch214-cxx98-cpu-x86_64-linux", "torch26-cxx11-cu124-x86_64-linux",
+                                  "torch214-cu130-x86_64-linux",
                                   "torch214-cxx11-rocm63-x86_64-linux", "torch214-cxx11-cpu-x86_64-darwin", ""])
 def test_bad_names_are_rejected(name):
     with pytest.raises(BuildError):
@@ -69,8 +70,15 @@ def test_cuda_variants_pin_the_nvcc_of_their_cuda(name, monkeypatch):
     var = variants.external_toolkit_var(variant.cuda)
     monkeypatch.delenv(var, raising=False)
     if variant.cuda.startswith("12."):
-        # No CUDA 12 nvcc on PyPI: the toolkit comes from outside, by name.
-        assert nvcc_pins == [] and var in variants.missing_toolkit(variant)
+        # No CUDA 12 nvcc on PyPI: Debian's packages of that release, or a root named from outside.
+        assert nvcc_pins == []
+        if TORCH_RELEASES[variant.torch_tag].toolkit_source == "debian":
+            from builder.toolkit import DEBIAN_TOOLKITS
+
+            assert variants.missing_toolkit(variant) is None
+            assert DEBIAN_TOOLKITS[variant.cuda].release == variant.cuda
+        else:
+            assert var in variants.missing_toolkit(variant)
         return
     assert len(nvcc_pins) == 1, spec.requirements
     assert nvcc_pins[0].split("==")[1].startswith(variant.cuda + "."), nvcc_pins[0]
@@ -122,7 +130,8 @@ def test_both_variants_of_one_release_share_an_environment():
     cpu = env_spec(parse_variant("torch214-cxx11-cpu-x86_64-linux"))
     assert cuda == cpu and cuda.key == "torch-2.14.1-cu130"
     keys = {env_spec(parse_variant(n)).key for n in MATRIX}
-    assert keys == {"torch-2.10.0-cu128", "torch-2.11.0-cu130", "torch-2.13.0-cpu", "torch-2.14.1-cu130"}
+    assert keys == {"torch-2.6.0-cu124", "torch-2.10.0-cu128", "torch-2.11.0-cu130", "torch-2.13.0-cpu",
+                    "torch-2.14.1-cu130"}
 
 
 @pytest.mark.parametrize("name, message", [
@@ -238,3 +247,104 @@ def test_toolkit_from_nvcc_wheels(monkeypatch, tmp_path, layout):
 def test_no_nvcc_wheel_means_the_system_toolkit(monkeypatch, tmp_path):
     monkeypatch.setattr(build, "_site_packages", lambda: [tmp_path])
     assert build.pip_cuda_toolkit() is None
+
+
+# --- The CUDA 12 variant (torch 2.6.0 + Debian's CUDA 12.4.1 compiler) --------------
+# Built only by `python -m builder build --isolated --variant torch26-cxx98-cu124-x86_64-linux`
+# (a 5 GB environment and a 1 GB toolkit download): CI never builds it, and the
+# tests over the built folder skip when it is not there.
+
+CU124 = "torch26-cxx98-cu124-x86_64-linux"
+CU124_DIR = build.REPO_ROOT / "build" / CU124
+
+
+def test_cu124_variant_is_in_the_matrix_with_a_debian_toolkit():
+    from builder.toolkit import DEBIAN_TOOLKITS
+
+    assert CU124 in MATRIX
+    release = TORCH_RELEASES["torch26"]
+    assert release.pin == "torch==2.6.0" and release.cuda == "12.4" and release.toolkit_source == "debian"
+    pins = dict(p.split("=", 1) for p in DEBIAN_TOOLKITS["12.4"].packages)
+    # nvcc 12.4.131 and cudart 12.4.127: CUDA 12.4 Update 1, the runtime torch 2.6.0 requires.
+    assert pins["nvidia-cuda-toolkit"].startswith("12.4.131~12.4.1-")
+    assert pins["libcudart12"].startswith("12.4.127~12.4.1-")
+
+
+@pytest.mark.parametrize("torch_version, cxx11, cuda, accepted", [
+    ("2.6", False, "12.4", True),
+    ("2.6", False, "12.8", True),   # a newer 12.x driver/runtime still takes cu124
+    ("2.6", True, "12.4", False),   # a cxx11 build of torch 2.6 must not load it
+    ("2.7", False, "12.4", False),
+    ("2.6", False, "13.0", False),
+])
+def test_loader_selects_cu124_only_for_torch26_cxx98(torch_version, cxx11, cuda, accepted):
+    from kernels.backends import CUDA
+    from kernels.variants import VariantAccepted, _resolve_variant_for_system
+    from kernels.variants import parse_variant as loader_parse
+    from packaging.version import Version
+
+    variant = loader_parse(CU124)
+    assert variant.framework.cxx11_abi is False and str(variant.arch.backend.version) == "12.4"
+    chosen, trace = _resolve_variant_for_system(
+        variants=[variant], selected_backend=CUDA(version=Version(cuda)), cpu="x86_64", os="linux",
+        torch_version=Version(torch_version), torch_cxx11_abi=cxx11, tvm_ffi_version=None)
+    assert isinstance(trace[0], VariantAccepted) == accepted, trace
+    assert chosen == ([variant] if accepted else [])
+
+
+def _built_cu124():
+    if not (CU124_DIR / "metadata.json").exists():
+        pytest.skip(f"{CU124} not built (python -m builder build --isolated --variant {CU124})")
+    return CU124_DIR
+
+
+def test_cu124_build_folder():
+    import json
+
+    folder = _built_cu124()
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["backend"]["type"] == "cuda" and metadata["backend"]["archs"]
+    so, = folder.glob("*.abi3.so")
+    assert so.name == f"{metadata['id']}.abi3.so" and metadata["id"].startswith("_rmsnorm_cuda_")
+    needed = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True, check=True).stdout
+    assert "[libcudart.so.12]" in needed  # linked with CUDA 12's runtime, not 13's
+    assert "libcudart.so.13" not in needed
+
+
+def test_cu124_variant_runs_under_torch26(tmp_path):
+    """Imports the built package with torch 2.6.0 (the environment that built it)
+    and checks its CPU path against HF's LlamaRMSNorm forward, bit for bit."""
+    folder = _built_cu124()
+    python = variants.cache_root() / "envs" / env_spec(parse_variant(CU124)).key / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"no torch 2.6.0 environment at {python.parent.parent}")
+    script = tmp_path / "check.py"
+    script.write_text(f"""
+import importlib.util, sys, torch
+assert torch.__version__.startswith("2.6.0") and torch.version.cuda == "12.4"
+spec = importlib.util.spec_from_file_location("rmsnorm_cu124", {str(folder / "__init__.py")!r},
+                                              submodule_search_locations=[{str(folder)!r}])
+module = importlib.util.module_from_spec(spec)
+sys.modules["rmsnorm_cu124"] = module
+spec.loader.exec_module(module)
+
+def llama_rms_norm(x, weight, eps):  # transformers' LlamaRMSNorm.forward
+    input_dtype = x.dtype
+    x = x.to(torch.float32)
+    variance = x.pow(2).mean(-1, keepdim=True)
+    x = x * torch.rsqrt(variance + eps)
+    return weight * x.to(input_dtype)
+
+torch.manual_seed(0)
+for dtype in (torch.float32, torch.float16, torch.bfloat16):
+    for shape in ((3, 64), (2, 5, 4096), (1, 7, 3000)):
+        x = torch.randn(shape, dtype=dtype)
+        w = torch.randn(shape[-1], dtype=dtype)
+        got, want = module.rms_norm(x, w, 1e-6), llama_rms_norm(x, w, 1e-6)
+        assert got.dtype == want.dtype and torch.equal(got, want), (dtype, shape)
+print("ok")
+""")
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
+    result = subprocess.run([str(python), str(script)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+
