@@ -79,15 +79,36 @@ VARIANT_RE = re.compile(
 )
 
 
+# torch-stable-abi211-cu130-x86_64-linux: built against torch 2.11's stable C ABI,
+# loaded by kernels for any torch >= 2.11 (kernels.variants.TorchStableAbi).
+STABLE_VARIANT_RE = re.compile(
+    r"^torch-stable-abi(?P<tmaj>\d)(?P<tmin>\d+)-(?:cu(?P<cu>\d{3,})|(?P<cpu>cpu))"
+    r"-(?P<arch>x86_64|aarch64)-(?P<os>linux)$"
+)
+
+# Stable-ABI variants built on request (`--isolated --variant NAME`), not part
+# of MATRIX: in a build/ folder the loader prefers them to the torchXY ones.
+STABLE_VARIANTS: tuple[str, ...] = (
+    "torch-stable-abi211-cu130-x86_64-linux",
+    "torch-stable-abi211-cpu-x86_64-linux",
+)
+
+
 @dataclass(frozen=True)
 class Variant:
-    torch_tag: str  # "torch214"
+    torch_tag: str  # "torch214"; for a stable-ABI variant the torch it is built against
     backend: str  # "cuda" or "cpu"
     cuda: str | None  # "13.0" for cu130
     name: str
+    stable_abi: bool = False
 
 
 def parse_variant(name: str) -> Variant:
+    stable = STABLE_VARIANT_RE.match(name)
+    if stable:
+        cu = stable["cu"]
+        cuda = f"{cu[:-1]}.{cu[-1]}" if cu else None
+        return Variant(f"torch{stable['tmaj']}{stable['tmin']}", "cuda" if cu else "cpu", cuda, name, True)
     match = VARIANT_RE.match(name)
     if not match:
         raise BuildError(

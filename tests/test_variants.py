@@ -348,3 +348,109 @@ print("ok")
     result = subprocess.run([str(python), str(script)], capture_output=True, text=True, env=env)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
 
+
+# --- torch stable-ABI variants ------------------------------------------------------
+# Built on request against torch 2.11's stable C ABI:
+#   python -m builder build --isolated --variant torch-stable-abi211-cpu-x86_64-linux
+# The tests over a built folder skip when it is not there.
+
+from builder.variants import STABLE_VARIANTS  # noqa: E402
+
+
+@pytest.mark.parametrize("name", STABLE_VARIANTS)
+def test_stable_names_parse_as_the_loader_parses_them(name):
+    from kernels.variants import TorchStableAbi
+    from kernels.variants import parse_variant as loader_parse
+
+    ours, theirs = parse_variant(name), loader_parse(name)
+    assert ours.stable_abi and ours.torch_tag == "torch211" and theirs.variant_str == name
+    assert isinstance(theirs.framework, TorchStableAbi) and str(theirs.framework.version) == "2.11"
+    assert ours.cuda == (str(theirs.arch.backend.version) if ours.backend == "cuda" else None)
+    assert name not in MATRIX  # the loader would prefer it to the torchXY variants of a build/
+
+
+@pytest.mark.parametrize("name", STABLE_VARIANTS)
+def test_stable_variants_build_in_the_torch211_environment(name):
+    assert env_spec(parse_variant(name)) == env_spec(parse_variant("torch211-cxx11-cu130-x86_64-linux"))
+
+
+@pytest.mark.parametrize("torch_version, accepted", [("2.10", False), ("2.11", True), ("2.14", True), ("2.15", True)])
+@pytest.mark.parametrize("name", STABLE_VARIANTS)
+def test_loader_takes_stable_abi211_for_torch_2_11_and_later(name, torch_version, accepted):
+    from kernels.backends import CPU, CUDA
+    from kernels.variants import VariantAccepted, _resolve_variant_for_system
+    from kernels.variants import parse_variant as loader_parse
+    from packaging.version import Version
+
+    variant = loader_parse(name)
+    backend = CUDA(version=Version("13.0")) if "-cu" in name else CPU()
+    _, trace = _resolve_variant_for_system(
+        variants=[variant, loader_parse(f"torch{torch_version.replace('.', '')}-cxx11-{name.split('-')[3]}-x86_64-linux")],
+        selected_backend=backend, cpu="x86_64", os="linux", torch_version=Version(torch_version),
+        torch_cxx11_abi=True, tvm_ffi_version=None)
+    decisions = {d.variant.variant_str: isinstance(d, VariantAccepted) for d in trace}
+    assert decisions[name] == accepted
+    if accepted:  # and preferred to the matching torchXY variant
+        assert trace[0].variant.variant_str == name
+
+
+def _built_stable(name):
+    folder = build.REPO_ROOT / "build" / name
+    if not (folder / "metadata.json").exists():
+        pytest.skip(f"{name} not built (python -m builder build --isolated --variant {name})")
+    return folder
+
+
+@pytest.mark.parametrize("name", STABLE_VARIANTS)
+def test_stable_binary_uses_the_c_abi_only(name):
+    so, = _built_stable(name).glob("*.abi3.so")
+    undefined = subprocess.run(["nm", "-D", "--undefined-only", str(so)], capture_output=True, text=True,
+                               check=True).stdout
+    cxx_torch = [s for s in undefined.split() if s.startswith(("_ZN3c10", "_ZN2at", "_ZN5torch"))]
+    assert cxx_torch == [], cxx_torch[:10]
+    assert "aoti_torch_get_data_ptr" in undefined  # the stable C shim is what it calls
+    needed = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True, check=True).stdout
+    assert "libc10.so" not in needed and "[libtorch.so]" not in needed
+
+
+def test_stable_cpu_variant_loads_and_matches_llama_rmsnorm(tmp_path):
+    """Built against torch 2.11, loaded by kernels 0.17.2 under this venv's torch
+    (2.14.1): bit for bit what transformers' LlamaRMSNorm computes."""
+    import shutil
+
+    import torch
+    from kernels import get_local_kernel
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    name = "torch-stable-abi211-cpu-x86_64-linux"
+    folder = _built_stable(name)
+    shutil.copytree(folder, tmp_path / "build" / name)
+    module = get_local_kernel(tmp_path, backend="cpu")
+    assert name in str(Path(module.__file__).resolve())
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for shape in ((3, 64), (2, 5, 4096), (1, 7, 3000), (4, 1, 2, 128)):
+            reference = LlamaRMSNorm(shape[-1], eps=1e-6).to(dtype)
+            with torch.no_grad():
+                reference.weight.copy_(torch.randn(shape[-1]))
+            x = torch.randn(shape, dtype=dtype)
+            with torch.no_grad():
+                want = reference(x)
+            got = module.rms_norm(x, reference.weight.detach(), 1e-6)
+            assert got.dtype == want.dtype and torch.equal(got, want), (dtype, shape)
+    # Strided rows (Qwen3's q/k views) and the argument checks go through the stable binding too.
+    x = torch.randn(2, 8, 3, 64)[:, :, 1]
+    reference = _with_weight(LlamaRMSNorm(64, eps=1e-5), torch.randn(64))
+    with torch.no_grad():
+        want = reference(x)
+    assert torch.equal(module.rms_norm(x, reference.weight.detach(), 1e-5), want)
+    with pytest.raises(RuntimeError, match="weight must be 1-D with 64 elements"):
+        module.rms_norm(x, torch.ones(63), 1e-5)
+
+
+def _with_weight(module, weight):
+    import torch
+
+    with torch.no_grad():
+        module.weight.copy_(weight)
+    return module
