@@ -80,6 +80,8 @@ STABLE_BINDING = "torch-ext/stable_abi/torch_binding_stable.cpp"
 STABLE_DIR = "torch-ext/stable_abi"
 STABLE_COMPAT_INCLUDE = "torch-ext/stable_abi/compat"
 REGULAR_BINDING = "torch-ext/torch_binding.cpp"
+# Keeps GLIBCXX_3.4.26 out of the stable binaries (see the file).
+STABLE_EXTRA_SOURCES = ["torch-ext/stable_abi/libstdcxx_compat.cpp"]
 
 # Python 3.9 is the oldest Python the Hub requires extensions to load on.
 PY_LIMITED_API = "0x03090000"
@@ -410,6 +412,8 @@ def build_variant(
     torch_sources = [STABLE_BINDING if (stable_abi and s == REGULAR_BINDING) else s for s in config.torch_src]
     if stable_abi and STABLE_BINDING not in torch_sources:
         raise BuildError(f"build.toml's [torch] src has no {REGULAR_BINDING} for the stable binding to replace")
+    if stable_abi:
+        torch_sources += STABLE_EXTRA_SOURCES
     for src in torch_sources:
         if not src.endswith((".cpp", ".cc", ".c")):
             continue

@@ -30,7 +30,7 @@
 #include <torch/csrc/inductor/aoti_torch/c/shim.h>
 #include <torch/csrc/stable/accelerator.h>
 
-#include <memory>
+#include <atomic>
 #include <mutex>
 #endif
 
@@ -108,13 +108,21 @@ inline cudaStream_t getCurrentCUDAStream(int device) {
   return static_cast<cudaStream_t>(stream);
 }
 
-// cudaGetDeviceProperties once per device, as ATen caches them.
+// cudaGetDeviceProperties once per device, as ATen caches them. (Not
+// std::call_once: that imports pthread_once@GLIBC_2.34, past manylinux_2_28.)
 inline const cudaDeviceProp* getDeviceProperties(int device) {
   constexpr int kMaxDevices = 64;
-  static std::once_flag flags[kMaxDevices];
+  static std::atomic<bool> ready[kMaxDevices];
   static cudaDeviceProp props[kMaxDevices];
+  static std::mutex mutex;
   STD_TORCH_CHECK(device >= 0 && device < kMaxDevices, "device index out of range");
-  std::call_once(flags[device], [device] { C10_CUDA_CHECK(cudaGetDeviceProperties(&props[device], device)); });
+  if (!ready[device].load(std::memory_order_acquire)) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (!ready[device].load(std::memory_order_relaxed)) {
+      C10_CUDA_CHECK(cudaGetDeviceProperties(&props[device], device));
+      ready[device].store(true, std::memory_order_release);
+    }
+  }
   return &props[device];
 }
 }  // namespace at::cuda
