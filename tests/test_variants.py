@@ -454,3 +454,50 @@ def _with_weight(module, weight):
     with torch.no_grad():
         module.weight.copy_(weight)
     return module
+
+
+def test_stable_variant_name_and_target_version(monkeypatch):
+    monkeypatch.setattr(build.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(build.platform, "system", lambda: "Linux")
+    info = {"torch_version": "2.11.0+cu130", "torch_tag": "torch211", "cxx11_abi": True, "cuda": "13.0"}
+    assert build.variant_name("cuda", info, stable_abi=True) == "torch-stable-abi211-cu130-x86_64-linux"
+    assert build.variant_name("cpu", info, stable_abi=True) == "torch-stable-abi211-cpu-x86_64-linux"
+    assert build.variant_name("cpu", info) == "torch211-cxx11-cpu-x86_64-linux"
+    # torch/csrc/stable/version.h: TORCH_VERSION_2_11_0 == ((2 << 56) | (11 << 48))
+    assert int(build.stable_target_version(info), 16) == (2 << 56) | (11 << 48)
+    old = {"torch_version": "2.6.0+cu124", "torch_tag": "torch26", "cxx11_abi": False, "cuda": "12.4"}
+    assert build.variant_name("cuda", old) == "torch26-cxx98-cu124-x86_64-linux"
+
+
+def test_debian_toolkit_is_laid_out_as_a_cuda_home(tmp_path):
+    """builder/toolkit.py's layout step on a stand-in for the unpacked packages."""
+    from builder import toolkit
+
+    usr = tmp_path / "unpacked" / "usr"
+    for rel in ("lib/nvidia-cuda-toolkit/bin/nvcc", "lib/nvidia-cuda-toolkit/bin/cicc",
+                "lib/nvidia-cuda-toolkit/bin/crt/link.stub", "lib/nvidia-cuda-toolkit/libdevice/libdevice.10.bc",
+                "bin/nvcc", "bin/cudafe++", "bin/fatbinary", "bin/ptxas", "bin/nvlink",
+                "lib/x86_64-linux-gnu/libcudart.so.12.4.127", "lib/x86_64-linux-gnu/libnvvm.so.4.0.0",
+                "lib/x86_64-linux-gnu/libcudadevrt.a", "lib/x86_64-linux-gnu/stubs/libcuda.so",
+                "include/cuda_runtime.h", "include/crt/host_config.h"):
+        _touch(usr / rel).write_text(rel)
+    root = tmp_path / "cuda"
+    toolkit._assemble(tmp_path / "unpacked", root)
+    assert (root / "bin" / "nvcc").read_text() == "lib/nvidia-cuda-toolkit/bin/nvcc"  # the driver, not the wrapper
+    for rel in ("bin/cudafe++", "bin/fatbinary", "bin/ptxas", "bin/nvlink", "bin/crt/link.stub", "nvvm/bin/cicc",
+                "nvvm/libdevice/libdevice.10.bc", "nvvm/lib64/libnvvm.so.4.0.0", "lib64/libcudart.so.12.4.127",
+                "lib64/stubs/libcuda.so", "include/cuda_runtime.h", "include/crt/host_config.h"):
+        assert (root / rel).is_file(), rel
+    profile = (root / "bin" / "nvcc.profile").read_text()
+    assert "TOP = $(_HERE_)/.." in profile and "/usr" not in profile
+
+
+def test_toolkit_pins_are_exact_and_of_one_release():
+    from builder.toolkit import DEBIAN_TOOLKITS
+
+    for release, spec in DEBIAN_TOOLKITS.items():
+        for pin in spec.packages:
+            name, version = pin.split("=", 1)
+            assert name and version and "*" not in version, pin
+            if name.startswith(("nvidia-cuda", "libcudart", "libnvvm")):
+                assert version.startswith(release + ".") and f"~{release}." in version, pin
