@@ -158,8 +158,15 @@ def external_toolkit_var(cuda: str) -> str:
 def missing_toolkit(variant: Variant) -> str | None:
     """Why ``variant`` cannot be compiled here, or None if it can."""
     release = TORCH_RELEASES[variant.torch_tag]
-    if variant.backend != "cuda" or release.toolkit or release.toolkit_source == "debian":
+    if variant.backend != "cuda" or release.toolkit:
         return None
+    if release.toolkit_source == "debian":
+        import shutil
+
+        if os.environ.get(external_toolkit_var(variant.cuda)) or all(map(shutil.which, ("apt-get", "dpkg-deb"))):
+            return None
+        return (f"CUDA {variant.cuda} comes from Debian's packages (builder/toolkit.py), which needs apt-get and "
+                f"dpkg-deb; or set {external_toolkit_var(variant.cuda)} to a CUDA {variant.cuda} toolkit root")
     var = external_toolkit_var(variant.cuda)
     home = os.environ.get(var)
     if home and (Path(home) / "bin" / "nvcc").exists():

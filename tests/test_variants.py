@@ -501,3 +501,14 @@ def test_toolkit_pins_are_exact_and_of_one_release():
             assert name and version and "*" not in version, pin
             if name.startswith(("nvidia-cuda", "libcudart", "libnvvm")):
                 assert version.startswith(release + ".") and f"~{release}." in version, pin
+
+
+def test_cu124_without_apt_is_skipped_by_the_matrix(monkeypatch, tmp_path):
+    import shutil
+
+    monkeypatch.delenv("RMSNORM_CUDA_HOME_CU124", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(variants, "ensure_env", lambda *a: pytest.fail("created an env"))
+    skipped = {}
+    assert variants.build_isolated([CU124], env_root=tmp_path, skipped=skipped, log=lambda *_: None) == {}
+    assert "apt-get" in skipped[CU124] and "RMSNORM_CUDA_HOME_CU124" in skipped[CU124]
