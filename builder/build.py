@@ -73,6 +73,16 @@ REGISTRATION_H = """#pragma once
   }
 """
 
+# The torch-stable-abi variants: this binding (torch's stable C ABI only) replaces
+# torch_binding.cpp, and compat/ comes first on the include path so that the
+# kernels' ATen spellings resolve to stable-ABI calls (see aten_compat.h).
+STABLE_BINDING = "torch-ext/stable_abi/torch_binding_stable.cpp"
+STABLE_DIR = "torch-ext/stable_abi"
+STABLE_COMPAT_INCLUDE = "torch-ext/stable_abi/compat"
+REGULAR_BINDING = "torch-ext/torch_binding.cpp"
+# Keeps GLIBCXX_3.4.26 out of the stable binaries (see the file).
+STABLE_EXTRA_SOURCES = ["torch-ext/stable_abi/libstdcxx_compat.cpp"]
+
 # Python 3.9 is the oldest Python the Hub requires extensions to load on.
 PY_LIMITED_API = "0x03090000"
 
@@ -156,8 +166,10 @@ def torch_info() -> dict:
     }
 
 
-def variant_name(backend: str, info: dict) -> str:
-    """kernel-builder's name: torch<MAJ><MIN>-cxx11-<cuXY|cpu>-<arch>-<os>."""
+def variant_name(backend: str, info: dict, stable_abi: bool = False) -> str:
+    """kernel-builder's name: torch<MAJ><MIN>-cxx11-<cuXY|cpu>-<arch>-<os>, or
+    torch-stable-abi<MAJ><MIN>-<cuXY|cpu>-<arch>-<os> for a binary built against
+    this torch's stable C ABI (loaded by every torch at or above MAJ.MIN)."""
     abi = "cxx11" if info["cxx11_abi"] else "cxx98"
     if backend == "cuda":
         if not info["cuda"]:
@@ -170,7 +182,15 @@ def variant_name(backend: str, info: dict) -> str:
         raise BuildError(f"backend {backend!r} is not built here; expected 'cuda' or 'cpu'")
     machine = platform.machine().lower()
     machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    if stable_abi:
+        return f"torch-stable-abi{info['torch_tag'][len('torch'):]}-{backend_tag}-{machine}-{platform.system().lower()}"
     return f"{info['torch_tag']}-{abi}-{backend_tag}-{machine}-{platform.system().lower()}"
+
+
+def stable_target_version(info: dict) -> str:
+    """TORCH_TARGET_VERSION for this torch's major.minor: ((MAJ << 56) | (MIN << 48))."""
+    major, minor = (int(p) for p in info["torch_version"].split("+")[0].split(".")[:2])
+    return f"0x{(major << 56) | (minor << 48):016x}"
 
 
 def source_id(repo_root: Path) -> str:
@@ -336,16 +356,19 @@ def build_variant(
     out_dir: Path | None = None,
     capabilities: list[str] | None = None,
     jobs: int | None = None,
+    stable_abi: bool = False,
     log=print,
 ) -> Path:
-    """Build one variant for this environment's torch; returns build/<variant>."""
+    """Build one variant for this environment's torch; returns build/<variant>.
+    With ``stable_abi`` the binding is STABLE_BINDING, compiled (with the
+    kernels) against torch's stable C ABI of this torch release only."""
     import torch.utils.cpp_extension as cpp_extension
 
     config = load_config(repo_root)
     if backend not in config.backends:
         raise BuildError(f"backend {backend!r} is not listed in build.toml's backends {config.backends}")
     info = torch_info()
-    variant = variant_name(backend, info)
+    variant = variant_name(backend, info, stable_abi)
     ops_name = f"_{config.python_name}_{backend}_{source_id(repo_root)}"
     out_dir = Path(out_dir or repo_root / "build")
     variant_dir = out_dir / variant
@@ -359,6 +382,8 @@ def build_variant(
 
     python_include = sysconfig.get_paths()["include"]
     includes = [GLIBC_SHIM_INCLUDE, gen_dir, *(repo_root / p for p in config.torch_include)]
+    if stable_abi:
+        includes = [GLIBC_SHIM_INCLUDE, repo_root / STABLE_COMPAT_INCLUDE, repo_root / STABLE_DIR, *includes[1:]]
     includes += [Path(p) for p in cpp_extension.include_paths()] + [Path(python_include)]
     defines = [
         f"-DTORCH_EXTENSION_NAME={ops_name}",
@@ -366,6 +391,12 @@ def build_variant(
         f"-D_GLIBCXX_USE_CXX11_ABI={int(info['cxx11_abi'])}",
         "-DCUDA_KERNEL" if backend == "cuda" else "-DCPU_KERNEL",
     ]
+    if stable_abi:
+        # Under TORCH_TARGET_VERSION torch's non-stable headers refuse to compile,
+        # and the stable ones offer only what that release's ABI has.
+        defines += [f"-DTORCH_TARGET_VERSION={stable_target_version(info)}"]
+        if backend == "cuda":
+            defines += ["-DUSE_CUDA"]  # declares the CUDA stream accessors of the C shim
     cxx = os.environ.get("CXX", "g++")
     cxx_std = cxx_standard_for_torch()
     cxx_flags = [f"-std={cxx_std}", "-fPIC", *config.torch_cxx_flags]
@@ -378,7 +409,12 @@ def build_variant(
         check_nvcc_matches_torch(toolkit.nvcc, info["cuda"])
     cuda_includes = list(dict.fromkeys([*toolkit.include_dirs, *pip_cuda_include_dirs()])) if toolkit else []
 
-    for src in config.torch_src:
+    torch_sources = [STABLE_BINDING if (stable_abi and s == REGULAR_BINDING) else s for s in config.torch_src]
+    if stable_abi and STABLE_BINDING not in torch_sources:
+        raise BuildError(f"build.toml's [torch] src has no {REGULAR_BINDING} for the stable binding to replace")
+    if stable_abi:
+        torch_sources += STABLE_EXTRA_SOURCES
+    for src in torch_sources:
         if not src.endswith((".cpp", ".cc", ".c")):
             continue
         obj = obj_dir / (Path(src).name + ".o")
@@ -404,7 +440,7 @@ def build_variant(
                 ]
                 jobs_list.append(CompileJob(repo_root / src, obj, command))
 
-    sources_digest = _sources_digest(repo_root, config)
+    sources_digest = _sources_digest(repo_root, config, stable_abi)
 
     def compile_one(job: CompileJob) -> None:
         stamp = job.obj.with_suffix(".stamp")
@@ -423,10 +459,12 @@ def build_variant(
             future.result()
 
     so_path = work_dir / f"{ops_name}.abi3.so"
-    libs = ["-lc10", "-ltorch", "-ltorch_cpu"]
+    # A stable-ABI binary calls only the C shim (aoti_torch_*, torch_*) of
+    # libtorch_cpu (and libtorch_cuda's CUDA stream accessors): no c10, no ATen.
+    libs = ["-ltorch_cpu"] if stable_abi else ["-lc10", "-ltorch", "-ltorch_cpu"]
     lib_dirs = [Path(p) for p in cpp_extension.library_paths(device_type="cpu")]
     if backend == "cuda":
-        libs += ["-lc10_cuda", "-ltorch_cuda", toolkit.cudart]
+        libs += (["-ltorch_cuda"] if stable_abi else ["-lc10_cuda", "-ltorch_cuda"]) + [toolkit.cudart]
         lib_dirs += toolkit.lib_dirs
     run_command(
         [cxx, "-shared", "-o", str(so_path), *(str(j.obj) for j in jobs_list),
@@ -460,12 +498,14 @@ def build_variant(
     return variant_dir
 
 
-def _sources_digest(repo_root: Path, config: KernelConfig) -> str:
+def _sources_digest(repo_root: Path, config: KernelConfig, stable_abi: bool = False) -> str:
     """Hash of every file a compile reads from the repo (headers included)."""
     digest = hashlib.sha256()
     files = list(config.torch_src)
     for kernel in config.cuda_kernels:
         files += kernel["src"]
+    if stable_abi:
+        files += [str(p.relative_to(repo_root)) for p in (repo_root / STABLE_DIR).rglob("*") if p.is_file()]
     for rel in sorted(set(files)):
         digest.update(rel.encode())
         digest.update((repo_root / rel).read_bytes())
@@ -484,12 +524,16 @@ def main_build(args) -> int:
         return _main_build_isolated(args)
     config = load_config(REPO_ROOT)
     backends = backends_for_this_machine(config) if args.backend == "all" else [args.backend]
+    stable_abi = bool(getattr(args, "stable_abi", False))
     if args.variant:
         info = torch_info()
+        stable_abi = args.variant.startswith("torch-stable-abi")
         # Only the backends this torch can build: naming a cuda variant on a CPU-only torch raises.
-        matching = [b for b in backends_for_this_machine(config) if variant_name(b, info) == args.variant]
+        matching = [b for b in backends_for_this_machine(config)
+                    if variant_name(b, info, stable_abi) == args.variant]
         if not matching:
-            available = ", ".join(variant_name(b, info) for b in backends_for_this_machine(config))
+            available = ", ".join(variant_name(b, info, s) for s in (False, True)
+                                  for b in backends_for_this_machine(config))
             raise BuildError(
                 f"variant {args.variant} cannot be built with this environment's torch "
                 f"{info['torch_version']}; it builds: {available}"
@@ -497,7 +541,8 @@ def main_build(args) -> int:
         backends = matching
     started = time.monotonic()
     for backend in backends:
-        build_variant(backend, out_dir=args.out, capabilities=args.capabilities, jobs=args.jobs)
+        build_variant(backend, out_dir=args.out, capabilities=args.capabilities, jobs=args.jobs,
+                      stable_abi=stable_abi)
     print(f"[build] all done in {time.monotonic() - started:.0f} s")
     return 0
 

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--capabilities", nargs="+", metavar="X.Y",
                        help="CUDA capabilities to compile (default: build.toml's cuda-capabilities)")
     build.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: CPU count)")
+    build.add_argument("--stable-abi", action="store_true",
+                       help="build the torch-stable-abi<MAJ><MIN> variants of this torch (its stable C ABI only)")
     build.add_argument("--isolated", action="store_true",
                        help="build --variant in its own cached environment with the exact torch and nvcc it names")
     build.add_argument("--all-variants", action="store_true",

@@ -37,6 +37,10 @@ class TorchRelease:
     pin: str  # exact torch requirement, local version label included
     cuda: str | None  # CUDA version the wheel was built with; None: CPU-only wheel
     toolkit: tuple[str, ...] = ()  # nvcc (+ headers it needs) of exactly that CUDA release
+    # No nvcc on PyPI for this CUDA release: "debian" lays out Debian's packages
+    # of exactly that release (builder/toolkit.py); None: a toolkit root named
+    # by external_toolkit_var.
+    toolkit_source: str | None = None
 
 
 # torch on PyPI: 2.10 is built with CUDA 12.8 (it requires nvidia-cuda-runtime-cu12
@@ -47,8 +51,12 @@ class TorchRelease:
 # CUDA 13.0 (they require cuda-toolkit 13.0.2 / 13.0.3: naming the same
 # cuda-toolkit with the compiler extras keeps nvcc, crt and nvvm at that release,
 # where nvidia-cuda-nvcc alone would drag in a newer crt/nvvm). 2.13.0+cpu is a
-# CPU-only wheel on this machine's local wheel folder.
+# CPU-only wheel on this machine's local wheel folder. 2.6.0 is a CUDA 12.4 build
+# (nvidia-cuda-runtime-cu12==12.4.127) with the pre-cxx11 ABI (its variant is
+# cxx98); Debian trixie packages NVIDIA's CUDA 12.4.1 compiler (nvcc 12.4.131,
+# cudart 12.4.127), which builder/toolkit.py lays out as a CUDA_HOME.
 TORCH_RELEASES: dict[str, TorchRelease] = {
+    "torch26": TorchRelease("torch==2.6.0", "12.4", toolkit_source="debian"),
     "torch210": TorchRelease("torch==2.10.0", "12.8"),
     "torch211": TorchRelease("torch==2.11.0", "13.0", ("cuda-toolkit[nvcc,crt,nvvm,cccl]==13.0.2",)),
     "torch213": TorchRelease("torch==2.13.0+cpu", None),
@@ -57,6 +65,7 @@ TORCH_RELEASES: dict[str, TorchRelease] = {
 
 # What `python -m builder build --all-variants` builds (and the card lists).
 MATRIX: tuple[str, ...] = (
+    "torch26-cxx98-cu124-x86_64-linux",
     "torch210-cxx11-cu128-x86_64-linux",
     "torch211-cxx11-cu130-x86_64-linux",
     "torch213-cxx11-cpu-x86_64-linux",
@@ -70,23 +79,47 @@ VARIANT_RE = re.compile(
 )
 
 
+# torch-stable-abi211-cu130-x86_64-linux: built against torch 2.11's stable C ABI,
+# loaded by kernels for any torch >= 2.11 (kernels.variants.TorchStableAbi).
+STABLE_VARIANT_RE = re.compile(
+    r"^torch-stable-abi(?P<tmaj>\d)(?P<tmin>\d+)-(?:cu(?P<cu>\d{3,})|(?P<cpu>cpu))"
+    r"-(?P<arch>x86_64|aarch64)-(?P<os>linux)$"
+)
+
+# Stable-ABI variants built on request (`--isolated --variant NAME`), not part
+# of MATRIX: in a build/ folder the loader prefers them to the torchXY ones.
+STABLE_VARIANTS: tuple[str, ...] = (
+    "torch-stable-abi211-cu130-x86_64-linux",
+    "torch-stable-abi211-cpu-x86_64-linux",
+)
+
+
 @dataclass(frozen=True)
 class Variant:
-    torch_tag: str  # "torch214"
+    torch_tag: str  # "torch214"; for a stable-ABI variant the torch it is built against
     backend: str  # "cuda" or "cpu"
     cuda: str | None  # "13.0" for cu130
     name: str
+    stable_abi: bool = False
 
 
 def parse_variant(name: str) -> Variant:
+    stable = STABLE_VARIANT_RE.match(name)
+    if stable:
+        cu = stable["cu"]
+        cuda = f"{cu[:-1]}.{cu[-1]}" if cu else None
+        return Variant(f"torch{stable['tmaj']}{stable['tmin']}", "cuda" if cu else "cpu", cuda, name, True)
     match = VARIANT_RE.match(name)
     if not match:
         raise BuildError(
             f"{name!r} is not a variant name; expected torch<MAJ><MIN>-cxx11-<cuXYZ|cpu>-<x86_64|aarch64>-linux, "
             "e.g. torch214-cxx11-cu130-x86_64-linux"
         )
-    if match["abi"] != "cxx11":
-        raise BuildError(f"{name}: torch wheels since 2.8 use the cxx11 ABI only")
+    # PyPI's Linux wheels use the cxx11 ABI from torch 2.7 on, the old one before.
+    wants_cxx11 = (int(match["tmaj"]), int(match["tmin"])) >= (2, 7)
+    if (match["abi"] == "cxx11") != wants_cxx11:
+        raise BuildError(f"{name}: torch {match['tmaj']}.{match['tmin']} wheels use the "
+                         f"{'cxx11' if wants_cxx11 else 'cxx98'} ABI, not {match['abi']}")
     cu = match["cu"]
     # cu128 -> 12.8, cu130 -> 13.0: the last digit is the minor version.
     cuda = f"{cu[:-1]}.{cu[-1]}" if cu else None
@@ -127,6 +160,13 @@ def missing_toolkit(variant: Variant) -> str | None:
     release = TORCH_RELEASES[variant.torch_tag]
     if variant.backend != "cuda" or release.toolkit:
         return None
+    if release.toolkit_source == "debian":
+        import shutil
+
+        if os.environ.get(external_toolkit_var(variant.cuda)) or all(map(shutil.which, ("apt-get", "dpkg-deb"))):
+            return None
+        return (f"CUDA {variant.cuda} comes from Debian's packages (builder/toolkit.py), which needs apt-get and "
+                f"dpkg-deb; or set {external_toolkit_var(variant.cuda)} to a CUDA {variant.cuda} toolkit root")
     var = external_toolkit_var(variant.cuda)
     home = os.environ.get(var)
     if home and (Path(home) / "bin" / "nvcc").exists():
@@ -183,16 +223,31 @@ def _run(command: list[str], what: str) -> None:
         raise BuildError(f"{what} failed (exit {result.returncode}): {' '.join(command)}")
 
 
-def isolated_child_env(python: Path, variant: Variant) -> dict[str, str]:
+def isolated_child_env(python: Path, variant: Variant, toolkit_home: Path | None = None) -> dict[str, str]:
     """The child sees only its own environment: no activated venv, no
     PYTHONPATH, and no CUDA_HOME that would override the env's own nvcc, except
-    the toolkit named for exactly this variant's CUDA release."""
+    the toolkit laid out or named for exactly this variant's CUDA release."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CUDA_HOME", "CUDA_PATH"}}
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
     if variant.cuda and os.environ.get(external_toolkit_var(variant.cuda)):
         env["CUDA_HOME"] = os.environ[external_toolkit_var(variant.cuda)]
+    elif toolkit_home is not None:
+        env["CUDA_HOME"] = str(toolkit_home)
     return env
+
+
+def variant_toolkit_home(variant: Variant, root: Path, log=print) -> Path | None:
+    """The toolkit root the builder provides for this variant (Debian's CUDA
+    packages), or None when the env's own nvcc wheels or a named root serve."""
+    release = TORCH_RELEASES[variant.torch_tag]
+    if variant.backend != "cuda" or release.toolkit_source != "debian":
+        return None
+    if os.environ.get(external_toolkit_var(variant.cuda)):
+        return None
+    from .toolkit import ensure_debian_toolkit
+
+    return ensure_debian_toolkit(variant.cuda, root, log)
 
 
 def build_isolated(
@@ -223,6 +278,7 @@ def build_isolated(
             log(f"[matrix {index}/{len(variants)}] {variant.name} SKIPPED: {reason}")
             continue
         log(f"[matrix {index}/{len(variants)}] {variant.name} in env {specs[variant.name].key}")
+        toolkit_home = variant_toolkit_home(variant, root, log)
         python = ensure_env(specs[variant.name], root, log)
         command = [str(python), "-m", "builder", "build", "--variant", variant.name]
         if out_dir:
@@ -231,7 +287,7 @@ def build_isolated(
             command += ["--capabilities", *capabilities]
         if jobs:
             command += ["--jobs", str(jobs)]
-        result = subprocess.run(command, cwd=REPO_ROOT, env=isolated_child_env(python, variant))
+        result = subprocess.run(command, cwd=REPO_ROOT, env=isolated_child_env(python, variant, toolkit_home))
         if result.returncode != 0:
             raise BuildError(f"{variant.name}: the build in {python.parent.parent} failed (exit {result.returncode})")
         times[variant.name] = time.monotonic() - started

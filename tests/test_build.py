@@ -12,7 +12,9 @@ from kernels._rust import Build, Metadata
 
 from conftest import BUILD_DIR, REPO_ID, REPO_ROOT, VERSION
 
-VARIANT_RE = re.compile(r"^torch(\d)(\d+)-cxx11-(cu\d+|cpu)-(x86_64|aarch64)-linux$")
+# torch26 wheels use the pre-cxx11 ABI (cxx98); torch-stable-abiXY: built on torch's stable C ABI.
+VARIANT_RE = re.compile(
+    r"^(?:torch(\d)(\d+)-(?:cxx11|cxx98)|torch-stable-abi(\d)(\d+))-(?P<backend>cu\d+|cpu)-(x86_64|aarch64)-linux$")
 
 
 def variant_dirs():
@@ -36,7 +38,7 @@ def test_this_machine_variants_were_built():
 def test_variant_layout(variant):
     match = VARIANT_RE.match(variant.name)
     assert match, variant.name
-    backend = "cpu" if match.group(3) == "cpu" else "cuda"
+    backend = "cpu" if match["backend"] == "cpu" else "cuda"
 
     metadata = Metadata.read_from_file(variant / "metadata.json")
     raw = json.loads((variant / "metadata.json").read_text())
