@@ -120,6 +120,59 @@ inline LaunchConfig pick_launch_config(int64_t rows, int64_t hidden, int vec, bo
   return config;
 }
 
+// HF's variance is ATen's CUDA `mean` of the fp32 squares, and ATen sums a
+// row in an order it picks from the number of rows and the hidden size
+// (scripts/aten_reduce_order.py: the spec, checked bit for bit against torch
+// 2.11 on the H100). This is that choice (setReduceConfig of Reduce.cuh for a
+// contiguous float (rows, hidden) tensor reduced over its last dimension,
+// vt0 = input_vec_size = 4, at most 512 threads), so that the forward sums
+// in the same order and every rounding after it is the same: bit for bit HF.
+struct AtenSumLayout {
+  bool vectorized = false;  // float4 groups of the squares (hidden >= 128)
+  int lanes = 1;            // ATen's block width: threads across a row
+  int warps = 1;            // block height when a row is also split across warps
+  int rows_per_block = 1;   // block height when it is not
+  bool supported = true;    // false where ATen splits a row over blocks
+  int threads_per_row() const { return lanes * warps; }
+  int threads_per_block() const { return threads_per_row() * rows_per_block; }
+};
+constexpr int kAtenMaxThreads = 512;
+constexpr int kAtenVec = 4;
+
+inline int64_t last_pow2(int64_t n) {
+  int64_t p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}
+
+inline AtenSumLayout pick_aten_sum_layout(int64_t rows, int64_t hidden, int sm_count, int max_threads_per_sm) {
+  AtenSumLayout layout;
+  if (hidden <= 1 || rows < 1) return layout;  // a one-element sum has no order
+  layout.vectorized = hidden >= 128;
+  const int64_t dim0 = layout.vectorized ? hidden / kAtenVec : hidden;
+  const int64_t dim0_pow2 = dim0 < kAtenMaxThreads ? last_pow2(dim0) : kAtenMaxThreads;
+  const int64_t dim1_pow2 = rows < kAtenMaxThreads ? last_pow2(rows) : kAtenMaxThreads;
+  int64_t width = std::min<int64_t>(dim0_pow2, 32);
+  const int64_t height = std::min<int64_t>(dim1_pow2, kAtenMaxThreads / width);
+  width = std::min<int64_t>(dim0_pow2, kAtenMaxThreads / height);
+  // values per thread count elements, even when loads are float4
+  const bool split_warps = (hidden + width - 1) / width >= std::min<int64_t>(height * 16, 256);
+  layout.lanes = int(width);
+  layout.warps = split_warps ? int(height) : 1;
+  layout.rows_per_block = split_warps ? 1 : int(height);
+  if (split_warps) {
+    const int64_t step = width * height;
+    const int64_t values_per_thread = (hidden + step - 1) / step;
+    const int64_t target_grid = int64_t(sm_count) * (max_threads_per_sm / (width * height));
+    if (values_per_thread >= 256 && rows <= target_grid) {
+      const int64_t by_grid = (target_grid + rows - 1) / rows;
+      const int64_t by_min = (values_per_thread + 15) / 16, by_max = (values_per_thread + 255) / 256;
+      layout.supported = std::max(std::min(by_grid, by_min), by_max) <= 1;
+    }
+  }
+  return layout;
+}
+
 // Backward: x and dy of a row in registers plus the thread's dweight sums
 // (kVec floats per chunk), so a thread holds fewer chunks than in the forward.
 // Rows of more than 2048 chunks (bf16 > 16K) take the any-length kernel.

@@ -12,6 +12,7 @@
 #include <torch/all.h>
 
 #include <cstdlib>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -206,6 +207,18 @@ inline bool use_programmatic_launch(int device) {
     return env != nullptr && env[0] == '1';
   }();
   return !disabled && at::cuda::getDeviceProperties(device)->major >= 9;
+}
+
+// The forward sums each row in ATen's order (bit for bit HF at every batch
+// shape, like HF not batch-invariant); RMSNORM_SUM_ORDER=invariant keeps one
+// order per hidden size whatever the number of rows (for A/B timing, and for
+// callers who want decode and prefill to give a token the same bits).
+inline bool use_aten_sum_order() {
+  static const bool invariant = [] {
+    const char* env = std::getenv("RMSNORM_SUM_ORDER");
+    return env != nullptr && std::string(env) == "invariant";
+  }();
+  return !invariant;
 }
 
 template <typename... KernelArgs, typename... Args>

@@ -281,6 +281,152 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(cons
   }
 }
 
+// Every forward (plain or fused, any alignment) with the row's sum of squares
+// in ATen's order (AtenSumLayout; scripts/aten_reduce_order.py has the spec
+// step by step): the row's `threads_per_row` threads each keep four
+// accumulators over float4 groups of the squares (group k to thread k mod
+// threads_per_row; the misaligned head of the fp32 squares' row and its tail
+// to accumulator 0 of the first lanes), combine them ((a0 + a1) + a2) + a3,
+// then a halving tree over the lanes and, if split, over the warps. The
+// second pass normalizes the row, which the first just brought into L1/L2.
+constexpr int kMaxAtenRowsPerBlock = kAtenMaxThreads;
+
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
+__global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_order_kernel(const NormArgs<T, W, O, A> args,
+                                                                              const AtenSumLayout sum) {
+  constexpr int kVec = 16 / sizeof(T);
+  __shared__ float partials[kAtenMaxThreads];
+  __shared__ float inv_rms_of_slot[kMaxAtenRowsPerBlock];
+  const RowLayout& layout = args.layout;
+  const int threads_per_row = sum.lanes * sum.warps;
+  const int t = threadIdx.x;
+  const int slot = t / threads_per_row;
+  const int g = t - slot * threads_per_row;  // ATen's thread index within the row
+  const int lane = g % sum.lanes, warp = g / sum.lanes;
+  const int64_t row = int64_t(blockIdx.x) * sum.rows_per_block + slot;
+  const bool active = row < layout.rows;
+  const int hidden = int(layout.hidden);
+  const bool add_one = args.order == NormOrder::kGemma;
+
+  wait_for_previous_grid();
+  const T* x_row = args.input + layout.offset_of(active ? row : 0);
+  const int64_t dense_start = (active ? row : 0) * layout.hidden;  // out, addend, input_out
+  // An element as the sum sees it: fused, T(addend + input), stored once here.
+  auto element = [&](int e) -> float {
+    T v = x_row[e];
+    if constexpr (kFusedAdd) {
+      v = static_cast<T>(__fadd_rn(to_float(args.addend[dense_start + e]), to_float(v)));
+      args.input_out[dense_start + e] = v;
+    }
+    return to_float(v);
+  };
+  auto square = [](float f) { return __fmul_rn(f, f); };
+
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  if (active) {
+    if (sum.vectorized) {
+      // HF's squares are a fresh fp32 tensor: row r starts at element r * hidden.
+      const int shift = int((row * layout.hidden) % kAtenVec);
+      const int head = shift == 0 ? 0 : kAtenVec - shift;
+      if (warp == 0 && shift > 0 && lane >= shift && lane < kAtenVec) acc[0] = square(element(lane - shift));
+      const int num_groups = (hidden - head) / kAtenVec;
+      const bool groups_aligned =
+          is_aligned(x_row + head, sizeof(T) * kAtenVec) &&
+          (!kFusedAdd || (is_aligned(args.addend + dense_start + head, sizeof(A) * kAtenVec) &&
+                          is_aligned(args.input_out + dense_start + head, sizeof(T) * kAtenVec)));
+#pragma unroll 4
+      for (int k = g; k < num_groups; k += threads_per_row) {
+        const int first = head + k * kAtenVec;
+        float f[kAtenVec];
+        if (groups_aligned) {
+          Vec<T, kAtenVec> v = load_vec<T, kAtenVec>(x_row + first);
+          if constexpr (kFusedAdd) {
+            const Vec<A, kAtenVec> a = load_vec<A, kAtenVec>(args.addend + dense_start + first);
+#pragma unroll
+            for (int i = 0; i < kAtenVec; ++i) v.v[i] = static_cast<T>(__fadd_rn(to_float(a.v[i]), to_float(v.v[i])));
+            store_vec<T, kAtenVec>(args.input_out + dense_start + first, v);
+          }
+#pragma unroll
+          for (int i = 0; i < kAtenVec; ++i) f[i] = to_float(v.v[i]);
+        } else {
+#pragma unroll
+          for (int i = 0; i < kAtenVec; ++i) f[i] = element(first + i);
+        }
+#pragma unroll
+        for (int i = 0; i < kAtenVec; ++i) acc[i] = __fadd_rn(acc[i], square(f[i]));
+      }
+      const int tail = (hidden - head) % kAtenVec;
+      if (warp == 0 && lane < tail) acc[0] = __fadd_rn(acc[0], square(element(head + num_groups * kAtenVec + lane)));
+    } else {
+      // Element j to thread j mod threads_per_row, accumulator (j / threads_per_row) mod 4.
+      int s = 0;
+      for (int e = g; e < hidden; e += threads_per_row, ++s) acc[s & 3] = __fadd_rn(acc[s & 3], square(element(e)));
+    }
+  }
+  float total = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
+
+  // Halving tree over the lanes: shared memory while more than a warp is
+  // left, then shuffles (the same tree).
+  if (sum.lanes > 32) {
+    partials[t] = total;
+    __syncthreads();
+    for (int offset = sum.lanes / 2; offset >= 32; offset >>= 1) {
+      if (lane < offset) {
+        total = __fadd_rn(total, partials[t + offset]);
+        partials[t] = total;
+      }
+      __syncthreads();
+    }
+  }
+  const int width = sum.lanes < 32 ? sum.lanes : 32;
+  const unsigned mask = blockDim.x >= 32 ? 0xffffffffu : ((1u << blockDim.x) - 1u);
+  for (int offset = width / 2; offset > 0; offset >>= 1) {
+    total = __fadd_rn(total, __shfl_down_sync(mask, total, offset, width));
+  }
+  if (sum.warps > 1) {  // then over the warps (one row per block)
+    __syncthreads();
+    if (lane == 0) partials[warp] = total;
+    __syncthreads();
+    for (int offset = sum.warps / 2; offset > 0; offset >>= 1) {
+      if (lane == 0 && warp < offset) {
+        total = __fadd_rn(total, partials[warp + offset]);
+        partials[warp] = total;
+      }
+      __syncthreads();
+    }
+  }
+  if (g == 0) inv_rms_of_slot[slot] = inverse_rms(total, args.mean_factor, args.eps);
+  __syncthreads();  // also publishes the fused op's input_out to the whole block
+  allow_next_grid();
+  if (!active) return;
+  const float inv_rms = inv_rms_of_slot[slot];
+
+  const T* normed_row = kFusedAdd ? args.input_out + dense_start : x_row;
+  O* out_row = args.out + dense_start;
+  const bool chunks_aligned = hidden % kVec == 0 && is_aligned(normed_row, 16) &&
+                              is_aligned(out_row, sizeof(O) * kVec) &&
+                              (!kHasWeight || is_aligned(args.weight, sizeof(W) * kVec));
+  if (chunks_aligned) {
+    for (int c = g; c < hidden / kVec; c += threads_per_row) {
+      const Vec<T, kVec> x = load_vec<T, kVec>(normed_row + c * kVec);
+      Vec<W, kVec> w;
+      if constexpr (kHasWeight) w = load_vec<W, kVec>(args.weight + c * kVec);
+      Vec<O, kVec> y;
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) {
+        y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms,
+                                                            kHasWeight ? w.v[i] : W(0.f), add_one);
+      }
+      store_vec<O, kVec>(out_row + c * kVec, y);
+    }
+  } else {
+    for (int e = g; e < hidden; e += threads_per_row) {
+      out_row[e] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(normed_row[e]), inv_rms,
+                                                              kHasWeight ? args.weight[e] : W(0.f), add_one);
+    }
+  }
+}
+
 // True when every row of every tensor the kernel touches starts on a 16-byte
 // boundary and spans whole 16-byte chunks of the input.
 template <typename T, typename W, typename O, typename A>
@@ -307,6 +453,17 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
   // Chunks per row: ceil((head + hidden) / kFull) with head up to kFull - 1
   // when rows may start off a 16-byte boundary.
   const bool rows_aligned = rows_are_aligned(args);
+  if (use_aten_sum_order()) {
+    const cudaDeviceProp* props = at::cuda::getDeviceProperties(device);
+    const AtenSumLayout sum = pick_aten_sum_layout(layout.rows, layout.hidden, props->multiProcessorCount,
+                                                   props->maxThreadsPerMultiProcessor);
+    if (sum.supported) {
+      const dim3 grid(unsigned((layout.rows + sum.rows_per_block - 1) / sum.rows_per_block));
+      launch_kernel(rms_norm_aten_order_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>, grid,
+                    dim3(sum.threads_per_block()), stream, programmatic, args, sum);
+      return;
+    }
+  }
   // Fitted chunk counts pay off for fp16 only (launch_config.h).
   constexpr bool kFitChunks = !kFusedAdd && std::is_same_v<T, c10::Half>;
   LaunchConfig config = pick_launch_config(layout.rows, layout.hidden + (rows_aligned ? 0 : 2 * (kFull - 1)),

@@ -1,13 +1,16 @@
 """Numerics against Hugging Face's own RMSNorm modules and an fp64 reference.
 
-On the CPU the kernel must equal HF eager bit for bit. On CUDA the normalized
-value x * rsqrt(mean(x^2) + eps) differs from ATen's only through the order in
-which the H squares are summed (ATen's CUDA reduction picks its thread layout
-from the number of rows); the rsqrt, both roundings and the weight multiply are
-the same operations. That moves the inverse RMS by at most an ulp of fp32, which
+On the CPU the kernel must equal HF eager bit for bit. On CUDA too, for
+contiguous inputs: the forward sums each row in the order ATen's CUDA `mean`
+picks for that shape (launch_config.h AtenSumLayout, scripts/aten_reduce_order.py).
+Where that order is not reproduced (RMSNORM_SUM_ORDER=invariant, inputs that
+are not contiguous, rows of 2**17 or more) only the order of the H squares'
+sum differs, which moves the inverse RMS by at most an ulp of fp32: it
 survives the rounding to bf16/fp16 on a tiny fraction of elements and shows in
-every fp32 output: the bounds below state it, and the report prints the figures.
+every fp32 output. The bounds below state that case.
 """
+
+import os
 
 import pytest
 import torch
@@ -33,7 +36,7 @@ GEMMA_ORDER_MODULES = [GemmaRMSNorm, Gemma2RMSNorm, Gemma3RMSNorm]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # Decode, a few tokens, a prime count; hidden sizes from head dims to 8K,
 # with odd ones that defeat vector loads and one past the register path.
-NUM_ROWS = [1, 7, 83]
+NUM_ROWS = [1, 2, 7, 8, 16, 83]
 HIDDEN_SIZES = [1, 8, 127, 128, 768, 769, 896, 4096, 4097, 5120, 8192]
 WIDE_HIDDEN = [70001]
 
@@ -44,6 +47,12 @@ WIDE_HIDDEN = [70001]
 # normalized value shows as thousands of fp32 ulps: the bound is relative.
 CUDA_MIN_BITWISE = {torch.bfloat16: 0.99, torch.float16: 0.98, torch.float32: 0.0}
 CUDA_RTOL = {torch.bfloat16: 2.0**-6, torch.float16: 2.0**-9, torch.float32: 2.0**-20}
+
+
+def cuda_sums_in_aten_order(x):
+    """Whether our CUDA forward reproduces ATen's summation order for x."""
+    return (x.is_cuda and x.is_contiguous() and x.shape[-1] < 2**17
+            and os.environ.get("RMSNORM_SUM_ORDER") != "invariant")
 
 
 def make_hf_module(cls, hidden, weight_dtype, device, eps=1e-5):
@@ -63,7 +72,7 @@ def check_against_hf(kernel, module, x, forward=None):
         else:
             got = forward(module, x)
     report = bitwise_report(got, expected)
-    if x.device.type == "cpu":
+    if x.device.type == "cpu" or cuda_sums_in_aten_order(x):
         assert report["bitwise_fraction"] == 1.0, report
     else:
         assert report["bitwise_fraction"] >= CUDA_MIN_BITWISE[x.dtype], report
