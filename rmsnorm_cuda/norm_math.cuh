@@ -209,16 +209,18 @@ inline bool use_programmatic_launch(int device) {
   return !disabled && at::cuda::getDeviceProperties(device)->major >= 9;
 }
 
-// The forward sums each row in ATen's order (bit for bit HF at every batch
-// shape, like HF not batch-invariant); RMSNORM_SUM_ORDER=invariant keeps one
-// order per hidden size whatever the number of rows (for A/B timing, and for
-// callers who want decode and prefill to give a token the same bits).
+// RMSNORM_SUM_ORDER=aten: the forward sums each row in ATen's order, bit for
+// bit HF's CUDA result at every batch shape (like HF, then not
+// batch-invariant). Opt-in: that kernel (rms_norm_aten_order_kernel) is
+// correct (H100: 100 % bitwise, fp32/fp16/bf16) but not yet fast (0.52 of the
+// copy rate at 8192x4096, benchmarks/NOTES.md v9). Default: one summation
+// order per hidden size, whatever the number of rows.
 inline bool use_aten_sum_order() {
-  static const bool invariant = [] {
+  static const bool aten = [] {
     const char* env = std::getenv("RMSNORM_SUM_ORDER");
-    return env != nullptr && std::string(env) == "invariant";
+    return env != nullptr && std::string(env) == "aten";
   }();
-  return !invariant;
+  return aten;
 }
 
 template <typename... KernelArgs, typename... Args>

@@ -281,8 +281,8 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(cons
   }
 }
 
-// Every forward (plain or fused, any alignment) with the row's sum of squares
-// in ATen's order (AtenSumLayout; scripts/aten_reduce_order.py has the spec
+// With RMSNORM_SUM_ORDER=aten (norm_math.cuh), every forward (plain or fused,
+// any alignment), with the row's sum of squares in ATen's order (AtenSumLayout; scripts/aten_reduce_order.py has the spec
 // step by step): the row's `threads_per_row` threads each keep four
 // accumulators over float4 groups of the squares (group k to thread k mod
 // threads_per_row; the misaligned head of the fp32 squares' row and its tail
