@@ -53,3 +53,43 @@ def test_emulator_matches_cuda_mean(rows, hidden):
     on_gpu = x.cuda().pow(2).mean(-1).cpu().numpy()
     emulated = aro.aten_mean(x.numpy())
     assert on_gpu.tobytes() == emulated.tobytes()
+
+
+LAYOUT_PROGRAM = r"""
+#include <cstdio>
+#include "launch_config.h"
+int main() {
+  long long rows, hidden;
+  while (std::scanf("%lld %lld", &rows, &hidden) == 2) {
+    const auto l = rmsnorm::pick_aten_sum_layout(rows, hidden, 132, 2048);
+    std::printf("%d %d %d %d %d\n", int(l.vectorized), l.lanes, l.warps, l.rows_per_block, int(l.supported));
+  }
+}
+"""
+
+
+def test_kernel_layout_matches_the_spec(tmp_path):
+    """The kernel's host-side port (launch_config.h pick_aten_sum_layout, used
+    with RMSNORM_SUM_ORDER=aten) against the spec the H100 confirmed."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    repo = Path(__file__).resolve().parent.parent
+    source = tmp_path / "layout.cpp"
+    source.write_text(LAYOUT_PROGRAM)
+    binary = tmp_path / "layout"
+    subprocess.run([compiler, "-std=c++17", f"-I{repo / 'rmsnorm_cuda'}", str(source), "-o", str(binary)], check=True)
+    shapes = [(r, h) for r in (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 1000, 8192, 70000)
+              for h in (2, 3, 17, 64, 127, 128, 129, 576, 896, 2048, 4096, 4097, 5121, 8192, 12288, 16384,
+                        32768, 65536, 131072, 131077, 262147)]
+    shapes = [(r, h) for r, h in shapes if r * h * 4 < 2**31]
+    out = subprocess.run([str(binary)], input="".join(f"{r} {h}\n" for r, h in shapes), capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    for (rows, hidden), line in zip(shapes, out):
+        spec = aro.aten_config(rows, hidden)
+        expected = (int(spec["vectorize_input"]), spec["block_width"], spec["warps_per_row"],
+                    1 if spec["split_across_warps"] else spec["block_height"], int(not spec["global_reduce"]))
+        assert tuple(int(v) for v in line.split()) == expected, (rows, hidden, line, expected)

@@ -42,4 +42,41 @@ struct RowLayout {
   }
 };
 
+// Folds the leading dimensions of `input` (any tensor type with dim(),
+// size(d), stride(d), numel(): the ATen and the stable-ABI bindings) into at
+// most kMaxRowDims, outermost first; false when the rows need more, in which
+// case the caller copies. Fixed arrays keep the decode path free of heap
+// allocations.
+template <typename Tensor>
+bool fold_rows(const Tensor& input, RowLayout& layout) {
+  layout.hidden = input.size(-1);
+  layout.rows = layout.hidden == 0 ? 0 : input.numel() / layout.hidden;
+  int64_t sizes[kMaxRowDims], strides[kMaxRowDims];  // innermost first while folding
+  int count = 0;
+  for (int64_t d = input.dim() - 2; d >= 0; --d) {
+    const int64_t size = input.size(d), stride = input.stride(d);
+    if (size == 1) continue;
+    if (count > 0 && stride == strides[count - 1] * sizes[count - 1]) {
+      sizes[count - 1] *= size;
+    } else if (count == kMaxRowDims) {
+      return false;
+    } else {
+      sizes[count] = size;
+      strides[count] = stride;
+      ++count;
+    }
+  }
+  if (count == 0) {  // a single row
+    sizes[0] = 1;
+    strides[0] = layout.hidden;
+    count = 1;
+  }
+  layout.num_dims = count;
+  for (int i = 0; i < count; ++i) {
+    layout.sizes[i] = sizes[count - 1 - i];
+    layout.strides[i] = strides[count - 1 - i];
+  }
+  return true;
+}
+
 }  // namespace rmsnorm

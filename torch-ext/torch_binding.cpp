@@ -120,49 +120,14 @@ void check_out(const torch::Tensor& out, const torch::Tensor& input,
   if (weight) TORCH_CHECK(!overlaps(*weight), "rms_norm: out must not share memory with the weight");
 }
 
-// Folds the leading dimensions into at most kMaxRowDims (outermost first);
-// returns false when the rows need more, in which case the caller copies.
-bool fold_rows(const torch::Tensor& input, rmsnorm::RowLayout& layout) {
-  layout.hidden = input.size(-1);
-  layout.rows = layout.hidden == 0 ? 0 : input.numel() / layout.hidden;
-  // Innermost first while folding; fixed arrays keep the decode path free of
-  // heap allocations.
-  int64_t sizes[rmsnorm::kMaxRowDims], strides[rmsnorm::kMaxRowDims];
-  int count = 0;
-  for (int64_t d = input.dim() - 2; d >= 0; --d) {
-    const int64_t size = input.size(d), stride = input.stride(d);
-    if (size == 1) continue;
-    if (count > 0 && stride == strides[count - 1] * sizes[count - 1]) {
-      sizes[count - 1] *= size;
-    } else if (count == rmsnorm::kMaxRowDims) {
-      return false;
-    } else {
-      sizes[count] = size;
-      strides[count] = stride;
-      ++count;
-    }
-  }
-  if (count == 0) {  // a single row
-    sizes[0] = 1;
-    strides[0] = layout.hidden;
-    count = 1;
-  }
-  layout.num_dims = count;
-  for (int i = 0; i < count; ++i) {
-    layout.sizes[i] = sizes[count - 1 - i];
-    layout.strides[i] = strides[count - 1 - i];
-  }
-  return true;
-}
-
 void run(torch::Tensor& out, const torch::Tensor& input_arg,
          const std::optional<torch::Tensor>& weight_arg, double epsilon, NormOrder order) {
   torch::Tensor input = input_arg;
   if (input.numel() == 0) return;
   rmsnorm::RowLayout layout;
-  if (input.stride(-1) != 1 || !fold_rows(input, layout)) {
+  if (input.stride(-1) != 1 || !rmsnorm::fold_rows(input, layout)) {
     input = input.contiguous();
-    TORCH_CHECK(fold_rows(input, layout), "rms_norm: internal error folding rows");
+    TORCH_CHECK(rmsnorm::fold_rows(input, layout), "rms_norm: internal error folding rows");
   }
   std::optional<torch::Tensor> weight = weight_arg;
   if (weight && !weight->is_contiguous()) weight = weight->contiguous();

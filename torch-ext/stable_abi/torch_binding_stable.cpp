@@ -153,37 +153,6 @@ void check_out(const StableTensor& out, const StableTensor& input, const std::op
   if (weight) STD_TORCH_CHECK(!may_overlap(out, *weight), "rms_norm: out must not share memory with the weight");
 }
 
-bool fold_rows(const StableTensor& input, rmsnorm::RowLayout& layout) {
-  layout.hidden = input.size(-1);
-  layout.rows = layout.hidden == 0 ? 0 : input.numel() / layout.hidden;
-  int64_t sizes[rmsnorm::kMaxRowDims], strides[rmsnorm::kMaxRowDims];
-  int count = 0;
-  for (int64_t d = input.dim() - 2; d >= 0; --d) {
-    const int64_t size = input.size(d), stride = input.stride(d);
-    if (size == 1) continue;
-    if (count > 0 && stride == strides[count - 1] * sizes[count - 1]) {
-      sizes[count - 1] *= size;
-    } else if (count == rmsnorm::kMaxRowDims) {
-      return false;
-    } else {
-      sizes[count] = size;
-      strides[count] = stride;
-      ++count;
-    }
-  }
-  if (count == 0) {
-    sizes[0] = 1;
-    strides[0] = layout.hidden;
-    count = 1;
-  }
-  layout.num_dims = count;
-  for (int i = 0; i < count; ++i) {
-    layout.sizes[i] = sizes[count - 1 - i];
-    layout.strides[i] = strides[count - 1 - i];
-  }
-  return true;
-}
-
 std::optional<torch::Tensor> contiguous_weight(const std::optional<StableTensor>& weight) {
   if (!weight) return std::nullopt;
   return torch::Tensor(weight->is_contiguous() ? *weight : torch::stable::contiguous(*weight));
@@ -194,9 +163,9 @@ void run(const StableTensor& out_arg, const StableTensor& input_arg, const std::
   if (input_arg.numel() == 0) return;
   torch::Tensor input = input_arg;
   rmsnorm::RowLayout layout;
-  if (input.stride(-1) != 1 || !fold_rows(input, layout)) {
+  if (input.stride(-1) != 1 || !rmsnorm::fold_rows(input, layout)) {
     input = torch::stable::contiguous(input_arg);
-    STD_TORCH_CHECK(fold_rows(input, layout), "rms_norm: internal error folding rows");
+    STD_TORCH_CHECK(rmsnorm::fold_rows(input, layout), "rms_norm: internal error folding rows");
   }
   const std::optional<torch::Tensor> weight = contiguous_weight(weight_arg);
   torch::Tensor out = out_arg;
