@@ -15,16 +15,21 @@ from test_transformers import kernelized_norms, our_mapping, tiny_llama
 GRAD_TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
 
 
+def module_and_input(cls, device, dtype, fp32_weight, hidden=384):
+    """An HF norm module with weights near 1 (fp32 or x's dtype) and a
+    (6, 5, hidden) input, seeded."""
+    torch.manual_seed(0)
+    module = cls(hidden, eps=1e-5).to(device=device, dtype=torch.float32 if fp32_weight else dtype)
+    with torch.no_grad():
+        module.weight.uniform_(0.5, 1.5)
+    return module, torch.randn(6, 5, hidden, device=device).to(dtype)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("fp32_weight", [False, True], ids=["w=x.dtype", "w=fp32"])
 def test_gradients_match_hf_autograd(kernel, device, dtype, fp32_weight):
-    torch.manual_seed(0)
-    hidden = 384
-    module = LlamaRMSNorm(hidden, eps=1e-5).to(device=device, dtype=torch.float32 if fp32_weight else dtype)
-    with torch.no_grad():
-        module.weight.uniform_(0.5, 1.5)
-    x = torch.randn(6, 5, hidden, device=device).to(dtype)
-    grad_out = torch.randn(6, 5, hidden, device=device).to(module(x).dtype)
+    module, x = module_and_input(LlamaRMSNorm, device, dtype, fp32_weight)
+    grad_out = torch.randn(x.shape, device=device).to(module(x).dtype)
 
     x_ref = x.clone().requires_grad_()
     module(x_ref).backward(grad_out)
@@ -121,13 +126,8 @@ def test_gradients_match_hf_other_orders(kernel, device, order, dtype, fp32_weig
 
     module_path, class_name, layer_name = ORDER_MODULES[order]
     cls = getattr(importlib.import_module(module_path), class_name)
-    torch.manual_seed(0)
-    hidden = 384
-    module = cls(hidden, eps=1e-5).to(device=device, dtype=torch.float32 if fp32_weight else dtype)
-    with torch.no_grad():
-        module.weight.uniform_(0.5, 1.5)
-    x = torch.randn(6, 5, hidden, device=device).to(dtype)
-    grad_out = torch.randn(6, 5, hidden, device=device).to(dtype)
+    module, x = module_and_input(cls, device, dtype, fp32_weight)
+    grad_out = torch.randn(x.shape, device=device).to(dtype)
 
     x_ref = x.clone().requires_grad_()
     module(x_ref).backward(grad_out)
