@@ -8,7 +8,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/all.h>
 
+#include <cstdio>
 #include <type_traits>
+#include <utility>
 
 #include "norm_math.cuh"
 
@@ -281,6 +283,81 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(cons
   }
 }
 
+constexpr int kMaxTreeLeaves = kAtenMaxThreads / 32;  // lanes / 32 and y's are at most 16
+
+// v[m] = v[m] + v[m + offset] for m < offset, offset = count/2 .. 1 (count a
+// power of two up to kMaxTreeLeaves). Templated levels keep every index a
+// constant, so v stays in registers.
+template <int kOffset>
+__device__ __forceinline__ void halving_tree(float (&v)[kMaxTreeLeaves], int count) {
+  if (kOffset < count) {
+#pragma unroll
+    for (int m = 0; m < kOffset; ++m) v[m] = __fadd_rn(v[m], v[m + kOffset]);
+  }
+  if constexpr (kOffset > 1) halving_tree<kOffset / 2>(v, count);
+}
+
+// The tree over `count` values of the block's shared `partials`, `stride`
+// apart from this thread's own.
+__device__ __forceinline__ float gathered_tree_sum(const float* partials, int count, int stride) {
+  float v[kMaxTreeLeaves];
+#pragma unroll
+  for (int m = 0; m < kMaxTreeLeaves; ++m) v[m] = m < count ? partials[threadIdx.x + m * stride] : 0.f;
+  halving_tree<kMaxTreeLeaves / 2>(v, count);
+  return v[0];
+}
+
+// ATen's block_x_reduce then block_y_reduce for every row of the block: the
+// row's threads are threadIdx.x = slot * threads_per_row + g, g = lane + y *
+// lanes. A halving tree over the lanes (v[i] += v[i + offset], offset =
+// lanes/2 .. 1), then over the y's. Where ATen walks the first levels of the
+// lane tree through shared memory with a barrier per level, lane i < 32 here
+// gathers v[i + 32m] and runs those levels over m in registers: the same
+// additions in the same order. An xor butterfly inside a warp leaves lane 0
+// with the sum shfl_down's tree gives it. The total is valid in g == 0. Every
+// thread of the block calls this (barriers and shuffles).
+__device__ __forceinline__ float aten_tree_sum(float total, const AtenSumLayout& sum, int g, float* partials) {
+  const int lanes = sum.lanes;
+  const int lane = g & (lanes - 1);
+  if (lanes > 32) {
+    partials[threadIdx.x] = total;
+    __syncthreads();
+    if (lane < 32) total = gathered_tree_sum(partials, lanes / 32, 32);
+    __syncthreads();
+  }
+  const int width = lanes < 32 ? lanes : 32;
+  const unsigned mask = blockDim.x >= 32 ? 0xffffffffu : ((1u << blockDim.x) - 1u);  // a block under a warp
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    if (offset < width) total = __fadd_rn(total, __shfl_xor_sync(mask, total, offset));
+  }
+  if (sum.warps > 1) {
+    partials[threadIdx.x] = total;
+    __syncthreads();
+    if (g == 0) total = gathered_tree_sum(partials, sum.warps, lanes);
+    __syncthreads();
+  }
+  return total;
+}
+
+// The non-vectorized layout (hidden < 128): element j to thread j mod
+// threads_per_row, accumulator (j / threads_per_row) mod 4, four at a time
+// so that the accumulators stay in registers.
+template <typename T>
+__device__ __forceinline__ void aten_strided_squares(float (&acc)[4], const T* row, int hidden, int g,
+                                                     int threads_per_row) {
+  for (int e = g; e < hidden; e += 4 * threads_per_row) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int at = e + s * threads_per_row;
+      if (at < hidden) {
+        const float f = to_float(row[at]);
+        acc[s] = __fadd_rn(acc[s], __fmul_rn(f, f));
+      }
+    }
+  }
+}
+
 // With RMSNORM_SUM_ORDER=aten (norm_math.cuh), every forward (plain or fused,
 // any alignment), with the row's sum of squares in ATen's order (AtenSumLayout; scripts/aten_reduce_order.py has the spec
 // step by step): the row's `threads_per_row` threads each keep four
@@ -359,42 +436,17 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_order_kernel(co
       if (warp == 0 && lane < tail) acc[0] = __fadd_rn(acc[0], square(element(head + num_groups * kAtenVec + lane)));
     } else {
       // Element j to thread j mod threads_per_row, accumulator (j / threads_per_row) mod 4.
-      int s = 0;
-      for (int e = g; e < hidden; e += threads_per_row, ++s) acc[s & 3] = __fadd_rn(acc[s & 3], square(element(e)));
+      for (int e = g; e < hidden; e += 4 * threads_per_row) {
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          if (e + s * threads_per_row < hidden) acc[s] = __fadd_rn(acc[s], square(element(e + s * threads_per_row)));
+        }
+      }
     }
   }
   float total = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
 
-  // Halving tree over the lanes: shared memory while more than a warp is
-  // left, then shuffles (the same tree).
-  if (sum.lanes > 32) {
-    partials[t] = total;
-    __syncthreads();
-    for (int offset = sum.lanes / 2; offset >= 32; offset >>= 1) {
-      if (lane < offset) {
-        total = __fadd_rn(total, partials[t + offset]);
-        partials[t] = total;
-      }
-      __syncthreads();
-    }
-  }
-  const int width = sum.lanes < 32 ? sum.lanes : 32;
-  const unsigned mask = blockDim.x >= 32 ? 0xffffffffu : ((1u << blockDim.x) - 1u);
-  for (int offset = width / 2; offset > 0; offset >>= 1) {
-    total = __fadd_rn(total, __shfl_down_sync(mask, total, offset, width));
-  }
-  if (sum.warps > 1) {  // then over the warps (one row per block)
-    __syncthreads();
-    if (lane == 0) partials[warp] = total;
-    __syncthreads();
-    for (int offset = sum.warps / 2; offset > 0; offset >>= 1) {
-      if (lane == 0 && warp < offset) {
-        total = __fadd_rn(total, partials[warp + offset]);
-        partials[warp] = total;
-      }
-      __syncthreads();
-    }
-  }
+  total = aten_tree_sum(total, sum, g, partials);
   if (g == 0) inv_rms_of_slot[slot] = inverse_rms(total, args.mean_factor, args.eps);
   __syncthreads();  // also publishes the fused op's input_out to the whole block
   allow_next_grid();
@@ -427,6 +479,174 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_order_kernel(co
   }
 }
 
+// The in-span elements of a window at the span's ends, zero elsewhere
+// (element loads: no byte outside the tensor is read).
+template <typename T, int N>
+__device__ __noinline__ Vec<T, N> load_window_elements(const T* input, int64_t first, int64_t span_begin,
+                                                       int64_t span_end) {
+  Vec<T, N> value;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const int64_t e = first + i;
+    value.v[i] = (e >= span_begin && e < span_end) ? input[e] : T(0.f);
+  }
+  return value;
+}
+
+// A window of an odd-sized row that reaches into the next row or past the
+// span, element by element (out of line, as store_chunk_elements).
+template <typename T, typename W, typename O, int N, bool kHasWeight, bool kFp32Scale>
+__device__ __noinline__ void normalize_window_elements(O* out, int64_t first, Vec<T, N> x, int position,
+                                                       int span_length, int hidden, const float* inv_rms_of_slot,
+                                                       const W* staged, bool add_one) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const int p = position + i;
+    if (p < 0 || p >= span_length) continue;
+    const int slot = p / hidden;
+    const int col = p - slot * hidden;
+    W w = W(0.f);
+    if constexpr (kHasWeight) w = staged[col + StagedWeight<W>::kPad];
+    out[first + i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms_of_slot[slot], w, add_one);
+  }
+}
+
+// The ATen-order forward for dense rows (AtenSpanConfig): a block reads its
+// rows_per_block rows as one span of 16-byte windows, keeps its windows in
+// registers and copies them to shared memory; each row's AtenSumLayout
+// threads then sum the squares from there in ATen's order (4 accumulators
+// over float4 groups, head and tail to accumulator 0 of the first lanes,
+// the trees of aten_tree_sum), and every thread normalizes the windows it
+// holds. x is read from DRAM once, in full 16-byte loads, whatever ATen's
+// layout or the hidden size. kAlignedRows: hidden a multiple of 16 bytes and
+// every pointer 16-byte aligned, so windows never cross rows; otherwise
+// (odd hidden sizes) a resident grid walks the spans with the weight staged
+// in shared memory, and the two windows a span shares with its neighbours
+// go element by element.
+template <typename T, typename W, typename O, typename A, int kWindows, bool kHasWeight, bool kFusedAdd,
+          bool kFp32Scale, bool kAlignedRows>
+__global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(const NormArgs<T, W, O, A> args,
+                                                                             const AtenSumLayout sum,
+                                                                             const int rows_per_block,
+                                                                             const int span_bytes) {
+  static_assert(kAlignedRows || !kFusedAdd, "the fused op takes aligned rows only");
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr bool kStageWeight = kHasWeight && !kAlignedRows;
+  constexpr bool kPrefetchWeight = kHasWeight && kAlignedRows && kWindows <= 2;  // decode: one latency
+  extern __shared__ __align__(16) unsigned char span_shared[];
+  T* span = reinterpret_cast<T*>(span_shared);
+  W* staged = reinterpret_cast<W*>(span_shared + span_bytes);
+  __shared__ float partials[kAtenMaxThreads];
+  __shared__ float inv_rms_of_slot[kAtenMaxThreads];
+  const int64_t rows = args.layout.rows;
+  const int hidden = int(args.layout.hidden);
+  const int threads_per_row = sum.lanes * sum.warps;
+  const int slot = threadIdx.x / threads_per_row;
+  const int g = threadIdx.x - slot * threads_per_row;  // ATen's thread index within the row
+  const int lane = g & (sum.lanes - 1), y = g / sum.lanes;
+  const bool add_one = args.order == NormOrder::kGemma;
+  auto square = [](float f) { return __fmul_rn(f, f); };
+
+  wait_for_previous_grid();
+  if constexpr (kStageWeight) stage_weight(staged, args.weight, hidden);
+  const int64_t num_spans = (rows + rows_per_block - 1) / rows_per_block;
+  for (int64_t span_index = blockIdx.x; span_index < num_spans; span_index += gridDim.x) {
+    const int64_t first_row = span_index * rows_per_block;
+    const int rows_here = int(std::min<int64_t>(rows_per_block, rows - first_row));
+    const int64_t span_begin = first_row * hidden;  // dense element index of out, input, addend
+    const int span_length = rows_here * hidden;
+    const int64_t first_window = span_begin / kVec;
+    const int span_shift = int(span_begin - first_window * kVec);  // window elements before the span
+    const int num_windows = (span_shift + span_length + kVec - 1) / kVec;
+
+    Vec<T, kVec> x[kWindows];
+    Vec<W, kVec> w[kPrefetchWeight ? kWindows : 1];
+#pragma unroll
+    for (int j = 0; j < kWindows; ++j) {
+      const int window = threadIdx.x + j * blockDim.x;
+      if (window >= num_windows) continue;
+      const int64_t first = (first_window + window) * kVec;
+      const int position = window * kVec - span_shift;
+      if (kAlignedRows || (position >= 0 && position + kVec <= span_length)) {
+        x[j] = load_vec<T, kVec>(args.input + first);
+      } else {
+        x[j] = load_window_elements<T, kVec>(args.input, first, span_begin, span_begin + span_length);
+      }
+      if constexpr (kFusedAdd) {
+        const Vec<A, kVec> a = load_vec<A, kVec>(args.addend + first);
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) x[j].v[i] = static_cast<T>(__fadd_rn(to_float(a.v[i]), to_float(x[j].v[i])));
+        store_vec<T, kVec>(args.input_out + first, x[j]);
+      }
+      if constexpr (kPrefetchWeight) w[j] = load_vec<W, kVec>(args.weight + position % hidden);
+      *reinterpret_cast<Vec<T, kVec>*>(span + window * kVec) = x[j];
+    }
+    __syncthreads();
+
+    // Each row's ATen threads: groups of 4 squares at dense element indices
+    // that are multiples of 4 (HF's fp32 squares are a fresh tensor), so
+    // group k of a row starting at dense r * hidden is at head + 4k.
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    if (slot < rows_here) {
+      const int64_t dense_row = (first_row + slot) * hidden;
+      const T* row = span + span_shift + slot * hidden;
+      if (sum.vectorized) {
+        const int shift = int(dense_row % kAtenVec);
+        const int head = shift == 0 ? 0 : kAtenVec - shift;
+        if (y == 0 && shift > 0 && lane >= shift && lane < kAtenVec) acc[0] = square(to_float(row[lane - shift]));
+        const int num_groups = (hidden - head) / kAtenVec;
+        const T* groups = row + head;
+#pragma unroll 4
+        for (int k = g; k < num_groups; k += threads_per_row) {
+          const Vec<T, kAtenVec> v = *reinterpret_cast<const Vec<T, kAtenVec>*>(groups + k * kAtenVec);
+#pragma unroll
+          for (int i = 0; i < kAtenVec; ++i) acc[i] = __fadd_rn(acc[i], square(to_float(v.v[i])));
+        }
+        const int tail = (hidden - head) % kAtenVec;
+        if (y == 0 && lane < tail) acc[0] = __fadd_rn(acc[0], square(to_float(groups[num_groups * kAtenVec + lane])));
+      } else {
+        aten_strided_squares(acc, row, hidden, g, threads_per_row);
+      }
+    }
+    float total = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
+    total = aten_tree_sum(total, sum, g, partials);
+    if (g == 0 && slot < rows_here) inv_rms_of_slot[slot] = inverse_rms(total, args.mean_factor, args.eps);
+    __syncthreads();
+    allow_next_grid();
+
+#pragma unroll
+    for (int j = 0; j < kWindows; ++j) {
+      const int window = threadIdx.x + j * blockDim.x;
+      if (window >= num_windows) continue;
+      const int64_t first = (first_window + window) * kVec;
+      const int position = window * kVec - span_shift;
+      const int row_slot = position >= 0 ? position / hidden : 0;
+      const int col = position - row_slot * hidden;
+      if (kAlignedRows || (position >= 0 && position + kVec <= span_length && col + kVec <= hidden)) {
+        Vec<W, kVec> wk;
+        if constexpr (kPrefetchWeight) {
+          wk = w[j];
+        } else if constexpr (kStageWeight) {
+          wk = staged_weight_chunk<kVec>(staged, hidden, col);
+        } else if constexpr (kHasWeight) {
+          wk = load_vec<W, kVec>(args.weight + col);
+        }
+        const float inv_rms = inv_rms_of_slot[row_slot];
+        Vec<O, kVec> out;
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) {
+          out.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x[j].v[i]), inv_rms,
+                                                                kHasWeight ? wk.v[i] : W(0.f), add_one);
+        }
+        store_vec<O, kVec>(args.out + first, out);
+      } else {
+        normalize_window_elements<T, W, O, kVec, kHasWeight, kFp32Scale>(
+            args.out, first, x[j], position, span_length, hidden, inv_rms_of_slot, staged, add_one);
+      }
+    }
+  }
+}
+
 // True when every row of every tensor the kernel touches starts on a 16-byte
 // boundary and spans whole 16-byte chunks of the input.
 template <typename T, typename W, typename O, typename A>
@@ -443,6 +663,71 @@ bool rows_are_aligned(const NormArgs<T, W, O, A>& args) {
          (args.input_out == nullptr || is_aligned(args.input_out, sizeof(T) * kFull));
 }
 
+// The span kernel for dense rows whose input and output start on 16-byte
+// boundaries (the fused op: aligned rows only); false when it does not apply
+// (strided or offset rows, rows beyond 64 KB, tiny rows): the general
+// ATen-order kernel then runs.
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
+bool launch_aten_span(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned,
+                      const cudaDeviceProp* props, cudaStream_t stream, bool programmatic) {
+  const RowLayout& layout = args.layout;
+  const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
+  if (!dense || !is_aligned(args.input, 16) || !is_aligned(args.out, 16)) return false;
+  if (kFusedAdd && !rows_aligned) return false;
+  // RMSNORM_SPAN_TUNE="BYTES,WINDOWS": the span size and windows per thread
+  // to aim for, for benchmarks/ab_builds.py-style sweeps in one build.
+  static const std::pair<int64_t, int> tune = [] {
+    const char* env = std::getenv("RMSNORM_SPAN_TUNE");
+    long long bytes = kSpanTargetBytes;
+    int windows = kSpanWindowsPerThread;
+    if (env != nullptr) std::sscanf(env, "%lld,%d", &bytes, &windows);
+    return std::pair<int64_t, int>(bytes, windows);
+  }();
+  const AtenSpanConfig config = pick_aten_span_config(layout.rows, layout.hidden, int(sizeof(T)), rows_aligned, sum,
+                                                      props->multiProcessorCount, tune.first, tune.second);
+  if (!config.supported) return false;
+  const size_t staged_bytes = (kHasWeight && !rows_aligned) ? StagedWeight<W>::bytes(int(layout.hidden)) : 0;
+  const size_t smem = size_t(config.span_bytes) + staged_bytes;
+  if (smem + 4 * kAtenMaxThreads * sizeof(float) > props->sharedMemPerBlockOptin) return false;
+  const int64_t num_spans = (layout.rows + config.rows_per_block - 1) / config.rows_per_block;
+  bool launched = false;
+  auto launch_with = [&](auto windows_tag, auto aligned_tag) {
+    constexpr int kWindows = decltype(windows_tag)::value;
+    constexpr bool kAligned = decltype(aligned_tag)::value;
+    if constexpr (kAligned || !kFusedAdd) {
+      auto* kernel = rms_norm_aten_span_kernel<T, W, O, A, kWindows, kHasWeight, kFusedAdd, kFp32Scale, kAligned>;
+      if (smem > 48 * 1024) {
+        C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+      }
+      int64_t blocks = num_spans;
+      if (!kAligned) {  // a resident grid, so that each block stages the weight once
+        int per_sm = 0;
+        C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, config.threads, smem));
+        blocks = std::min<int64_t>(blocks, int64_t(props->multiProcessorCount) * std::max(per_sm, 1));
+      }
+      launch_kernel_with_smem(kernel, dim3(unsigned(blocks)), dim3(config.threads), stream, programmatic, smem,
+                              args, sum, config.rows_per_block, int(config.span_bytes));
+      launched = true;
+    }
+  };
+  auto with_alignment = [&](auto windows_tag) {
+    if (rows_aligned) {
+      launch_with(windows_tag, std::true_type{});
+    } else {
+      launch_with(windows_tag, std::false_type{});
+    }
+  };
+  switch (config.windows_per_thread) {
+    case 1: with_alignment(std::integral_constant<int, 1>{}); break;
+    case 2: with_alignment(std::integral_constant<int, 2>{}); break;
+    case 4: with_alignment(std::integral_constant<int, 4>{}); break;
+    case 8: with_alignment(std::integral_constant<int, 8>{}); break;
+    default: TORCH_CHECK(false, "rms_norm: internal error: no ATen-order kernel for ", config.windows_per_thread,
+                         " windows per thread");
+  }
+  return launched;
+}
+
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
 void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
   constexpr int kFull = 16 / sizeof(T);
@@ -457,6 +742,10 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
     const cudaDeviceProp* props = at::cuda::getDeviceProperties(device);
     const AtenSumLayout sum = pick_aten_sum_layout(layout.rows, layout.hidden, props->multiProcessorCount,
                                                    props->maxThreadsPerMultiProcessor);
+    if (sum.supported && launch_aten_span<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
+                             args, sum, rows_aligned, props, stream, programmatic)) {
+      return;
+    }
     if (sum.supported) {
       const dim3 grid(unsigned((layout.rows + sum.rows_per_block - 1) / sum.rows_per_block));
       launch_kernel(rms_norm_aten_order_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>, grid,

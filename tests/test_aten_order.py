@@ -93,3 +93,55 @@ def test_kernel_layout_matches_the_spec(tmp_path):
         expected = (int(spec["vectorize_input"]), spec["block_width"], spec["warps_per_row"],
                     1 if spec["split_across_warps"] else spec["block_height"], int(not spec["global_reduce"]))
         assert tuple(int(v) for v in line.split()) == expected, (rows, hidden, line, expected)
+
+
+SPAN_PROGRAM = r"""
+#include <cstdio>
+#include "launch_config.h"
+int main() {
+  long long rows, hidden;
+  int bytes, aligned;
+  while (std::scanf("%lld %lld %d %d", &rows, &hidden, &bytes, &aligned) == 4) {
+    const auto sum = rmsnorm::pick_aten_sum_layout(rows, hidden, 132, 2048);
+    const auto c = rmsnorm::pick_aten_span_config(rows, hidden, bytes, aligned != 0, sum, 132);
+    std::printf("%d %d %d %d %lld %d\n", int(c.supported), c.rows_per_block, c.threads, c.windows_per_thread,
+                c.span_bytes, sum.threads_per_row());
+  }
+}
+"""
+
+
+def test_span_config_covers_every_row(tmp_path):
+    """pick_aten_span_config (the ATen-order kernel's block shape): the block
+    holds whole rows of ATen's threads, whole warps, at most 512 threads,
+    and its windows cover the span of its rows even when that span starts
+    off a 16-byte boundary; it declines only tiny rows and rows past 64 KB."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    repo = Path(__file__).resolve().parent.parent
+    source = tmp_path / "span.cpp"
+    source.write_text(SPAN_PROGRAM)
+    binary = tmp_path / "span"
+    subprocess.run([compiler, "-std=c++17", f"-I{repo / 'rmsnorm_cuda'}", str(source), "-o", str(binary)], check=True)
+    cases = [(r, h, b, a) for r in (1, 2, 7, 8, 16, 83, 128, 264, 2048, 8192, 65536)
+             for h in (15, 16, 64, 127, 128, 769, 896, 4096, 4097, 5121, 8192, 16384, 32768, 65536)
+             for b in (2, 4) for a in (0, 1) if not (a and (h * b) % 16)]
+    out = subprocess.run([str(binary)], input="".join(f"{r} {h} {b} {a}\n" for r, h, b, a in cases),
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    declined = []
+    for (rows, hidden, element_bytes, aligned), line in zip(cases, out):
+        supported, rows_per_block, threads, windows, span_bytes, threads_per_row = (int(v) for v in line.split())
+        if not supported:
+            declined.append((hidden, hidden * element_bytes + (0 if aligned else 16)))
+            continue
+        case = (rows, hidden, element_bytes, aligned, line)
+        assert 1 <= rows_per_block <= rows and rows_per_block * threads_per_row <= threads <= 512, case
+        assert threads % 32 == 0 and threads % threads_per_row == 0 and windows in (1, 2, 4, 8), case
+        needed = rows_per_block * hidden * element_bytes + (0 if aligned else 15)
+        assert span_bytes >= needed and threads * windows * 16 >= span_bytes, case
+    assert all(hidden < 16 or window_bytes > 64 * 1024 for hidden, window_bytes in declined), declined
+    assert any(window_bytes > 64 * 1024 for _, window_bytes in declined), "rows past 64 KB take the general kernel"

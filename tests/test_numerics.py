@@ -92,6 +92,26 @@ def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows)
     check_against_hf(kernel, module, x)
 
 
+# Many rows: the CUDA kernels give a block several rows (16-byte windows that
+# straddle two odd-sized rows) and, for odd rows, walk more spans than there
+# are resident blocks. Smaller on the CPU, whose kernel has no such split.
+MANY_ROWS = {"cpu": [(300, 769), (64, 4097)],
+             "cuda": [(600, 769), (2100, 256), (20000, 769), (3000, 4097), (2048, 4096), (1000, 127), (513, 8192)]}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("fp32_weight", [False, True], ids=["w=x.dtype", "w=fp32"])
+@pytest.mark.parametrize("case", range(len(MANY_ROWS["cuda"])))
+def test_matches_llama_rmsnorm_many_rows(kernel, device, dtype, fp32_weight, case):
+    if case >= len(MANY_ROWS[device]):
+        pytest.skip(f"{len(MANY_ROWS[device])} many-row shapes on {device}")
+    rows, hidden = MANY_ROWS[device][case]
+    torch.manual_seed(rows + hidden)
+    module = make_hf_module(LlamaRMSNorm, hidden, torch.float32 if fp32_weight else dtype, device)
+    x = (torch.randn(rows, hidden, device=device) * 1.5).to(dtype)
+    check_against_hf(kernel, module, x)
+
+
 @pytest.mark.parametrize("cls", HF_MODULES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_matches_each_llama_order_family(kernel, device, cls, dtype):
