@@ -173,56 +173,55 @@ inline AtenSumLayout pick_aten_sum_layout(int64_t rows, int64_t hidden, int sm_c
   return layout;
 }
 
-// How the ATen-order forward moves a row: a block takes `rows_per_block`
-// consecutive rows of a dense input as one span of memory, reads it in
-// 16-byte windows (`windows_per_thread` per thread, held in registers for the
-// normalization) and copies it to shared memory, where the row's
-// AtenSumLayout threads sum it in ATen's order. Loads are thus full 16-byte
-// vectors whatever ATen's layout is, also for odd hidden sizes; only the
-// sum reads in ATen's pattern, from shared memory.
+// How the ATen-order forward moves rows: a block takes `rows_per_block`
+// consecutive rows of a dense input as one span of memory, copies it to
+// shared memory in 16-byte windows, sums each row there with its
+// AtenSumLayout threads (blockDim / threads_per_row rows at a time) and
+// normalizes the span from there. Loads and stores are full 16-byte vectors
+// whatever ATen's layout is, also for odd hidden sizes; only the sum reads
+// in ATen's pattern, from shared memory.
 struct AtenSpanConfig {
   bool supported = false;      // else the general ATen-order kernel
+  bool few_blocks = false;     // fewer than two blocks per SM (decode)
   int rows_per_block = 1;
   int threads = 32;
-  int windows_per_thread = 1;  // 1, 2, 4 or 8
   int64_t span_bytes = 0;      // shared memory for the block's rows
 };
-constexpr int64_t kSpanTargetBytes = 16 * 1024;  // per block, for many rows
-constexpr int kSpanMaxWindowsPerThread = 8;
-constexpr int kSpanWindowsPerThread = 4;         // target when rows are many
+constexpr int64_t kSpanTargetBytes = 32 * 1024;  // per block, when rows are many
+constexpr int kSpanThreadsPerBlock = 256;
+constexpr int64_t kSpanMaxBytes = 64 * 1024;     // longer rows: the general kernel
 constexpr int kSpanMinHidden = 16;               // a 16-byte window spans at most two rows
 
-// span_target_bytes / windows_target: kSpanTargetBytes / kSpanWindowsPerThread
+// span_target_bytes / threads_target: kSpanTargetBytes / kSpanThreadsPerBlock
 // unless a benchmark overrides them (RMSNORM_SPAN_TUNE, rmsnorm.cu).
 inline AtenSpanConfig pick_aten_span_config(int64_t rows, int64_t hidden, int element_bytes, bool rows_aligned,
                                             const AtenSumLayout& sum, int sm_count,
                                             int64_t span_target_bytes = kSpanTargetBytes,
-                                            int windows_target = kSpanWindowsPerThread) {
+                                            int threads_target = kSpanThreadsPerBlock) {
   AtenSpanConfig config;
-  const int threads_per_row = sum.threads_per_row();
-  if (!sum.supported || hidden < kSpanMinHidden || rows < 1 || threads_per_row > kAtenMaxThreads) return config;
+  const int64_t threads_per_row = sum.threads_per_row();
   const int64_t row_bytes = hidden * element_bytes;
+  if (!sum.supported || hidden < kSpanMinHidden || rows < 1 || threads_per_row > kAtenMaxThreads) return config;
   // Few rows: one per block, so that they spread over the SMs. Many: about
-  // kSpanTargetBytes per block, as long as there are two blocks per SM.
+  // span_target_bytes per block, as long as there are two blocks per SM.
   int64_t rows_per_block = std::max<int64_t>(1, span_target_bytes / row_bytes);
-  rows_per_block = std::min<int64_t>(rows_per_block, kAtenMaxThreads / threads_per_row);
   rows_per_block = std::min<int64_t>(rows_per_block, std::max<int64_t>(1, rows / (2 * int64_t(sm_count))));
+  rows_per_block = std::min<int64_t>(rows_per_block, kAtenMaxThreads);  // one inverse RMS slot per row
   const int64_t span_bytes = rows_per_block * row_bytes;
   // A span that starts off a 16-byte boundary touches one window more.
   const int64_t windows = (span_bytes + 15) / 16 + (rows_aligned ? 0 : 1);
-  const bool many_blocks = (rows + rows_per_block - 1) / rows_per_block >= 2 * int64_t(sm_count);
-  const int64_t target = many_blocks ? windows_target : 1;
-  int64_t threads = std::min<int64_t>(kAtenMaxThreads, (windows + target - 1) / target);
-  threads = std::max<int64_t>(threads, threads_per_row * rows_per_block);
-  // Whole warps, and whole rows of ATen threads (the sum's trees index by row).
-  const int64_t multiple = std::max(32, threads_per_row);
-  threads = (threads + multiple - 1) / multiple * multiple;
-  const int64_t per_thread = (windows + threads - 1) / threads;
-  if (per_thread > kSpanMaxWindowsPerThread) return config;  // rows beyond 64 KB
+  if (windows * 16 > kSpanMaxBytes) return config;
+  const int64_t spans = (rows + rows_per_block - 1) / rows_per_block;
+  config.few_blocks = spans < 2 * int64_t(sm_count);
+  // Few blocks: a thread per window (up to 512), for latency. Whole warps,
+  // and whole rows of ATen threads (the sum's trees index by row).
+  int64_t threads = config.few_blocks ? std::min<int64_t>(windows, kAtenMaxThreads) : threads_target;
+  threads = std::max<int64_t>(threads, threads_per_row);
+  const int64_t multiple = std::max<int64_t>(32, threads_per_row);
+  threads = std::min<int64_t>(kAtenMaxThreads, (threads + multiple - 1) / multiple * multiple);
   config.supported = true;
   config.rows_per_block = int(rows_per_block);
   config.threads = int(threads);
-  config.windows_per_thread = int(int64_t{1} << ceil_log2(per_thread));
   config.span_bytes = windows * 16;
   return config;
 }

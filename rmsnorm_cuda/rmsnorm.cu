@@ -511,123 +511,190 @@ __device__ __noinline__ void normalize_window_elements(O* out, int64_t first, Ve
   }
 }
 
-// The ATen-order forward for dense rows (AtenSpanConfig): a block reads its
-// rows_per_block rows as one span of 16-byte windows, keeps its windows in
-// registers and copies them to shared memory; each row's AtenSumLayout
-// threads then sum the squares from there in ATen's order (4 accumulators
-// over float4 groups, head and tail to accumulator 0 of the first lanes,
-// the trees of aten_tree_sum), and every thread normalizes the windows it
-// holds. x is read from DRAM once, in full 16-byte loads, whatever ATen's
-// layout or the hidden size. kAlignedRows: hidden a multiple of 16 bytes and
-// every pointer 16-byte aligned, so windows never cross rows; otherwise
-// (odd hidden sizes) a resident grid walks the spans with the weight staged
-// in shared memory, and the two windows a span shares with its neighbours
-// go element by element.
-template <typename T, typename W, typename O, typename A, int kWindows, bool kHasWeight, bool kFusedAdd,
-          bool kFp32Scale, bool kAlignedRows>
+// Global -> shared copy of one 16-byte window that needs no register:
+// every window of a span is in flight at once (sm_80+).
+__device__ __forceinline__ void copy_window_async(void* shared, const void* global) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(address), "l"(global) : "memory");
+}
+
+__device__ __forceinline__ void wait_for_async_copies() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
+__device__ __forceinline__ void commit_async_copies() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+// Waits until at most N committed groups of this thread are still in flight.
+template <int N>
+__device__ __forceinline__ void wait_for_async_groups() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+// Where the rows of one span sit: dense element indices of out, input and
+// addend, and its 16-byte windows.
+struct SpanGeometry {
+  int64_t first_row;
+  int rows_here;
+  int64_t span_begin;    // dense index of the span's first element
+  int span_length;       // elements
+  int64_t first_window;  // index of the window that holds span_begin
+  int span_shift;        // window elements before the span
+  int num_windows;
+
+  template <int kVec>
+  __device__ __forceinline__ static SpanGeometry of(int64_t span_index, int rows_per_block, int64_t rows,
+                                                    int hidden) {
+    SpanGeometry span;
+    span.first_row = span_index * rows_per_block;
+    span.rows_here = int(std::min<int64_t>(rows_per_block, rows - span.first_row));
+    span.span_begin = span.first_row * hidden;
+    span.span_length = span.rows_here * hidden;
+    span.first_window = span.span_begin / kVec;
+    span.span_shift = int(span.span_begin - span.first_window * kVec);
+    span.num_windows = (span.span_shift + span.span_length + kVec - 1) / kVec;
+    return span;
+  }
+};
+
+// The ATen-order forward for dense rows (AtenSpanConfig). Each block of a
+// resident grid walks spans of rows_per_block rows: a span is copied to
+// shared memory in 16-byte windows (cp.async, no registers, all in flight;
+// the next span's copy runs while this one is summed and normalized: two
+// buffers); each row's AtenSumLayout threads then sum its squares there in
+// ATen's order (4 accumulators over float4 groups, head and tail to
+// accumulator 0 of the first lanes, the trees of aten_tree_sum), as many
+// rows at a time as the block has threads for; then the block normalizes
+// the span from shared memory. x is read from DRAM once, in full 16-byte
+// loads, whatever ATen's layout or the hidden size, with few registers, so
+// that blocks of ATen's 512 threads per row still fill an SM.
+// kAlignedRows: hidden a multiple of 16 bytes and every pointer 16-byte
+// aligned, so windows never cross rows. Otherwise (odd hidden sizes) the
+// weight is staged in shared memory, a window may hold the end of one row
+// and the start of the next (normalized element by element), and the windows
+// a span shares with its neighbours are copied whole but only its own
+// elements are used (the tensor's last window, which may end past the
+// tensor, element by element). kWeightInShared (few blocks, decode): the
+// weight is copied beside the span, one memory latency in all. The fused op
+// (aligned rows only) adds through registers and stores input_out on the way.
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
+          bool kAlignedRows, bool kWeightInShared>
 __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(const NormArgs<T, W, O, A> args,
                                                                              const AtenSumLayout sum,
                                                                              const int rows_per_block,
                                                                              const int span_bytes) {
-  static_assert(kAlignedRows || !kFusedAdd, "the fused op takes aligned rows only");
+  static_assert(kAlignedRows || !(kFusedAdd || kWeightInShared), "aligned rows only");
   constexpr int kVec = 16 / sizeof(T);
+  constexpr int kWeightVec = 16 / sizeof(W);
   constexpr bool kStageWeight = kHasWeight && !kAlignedRows;
-  constexpr bool kPrefetchWeight = kHasWeight && kAlignedRows && kWindows <= 2;  // decode: one latency
+  using Window = Vec<T, kVec>;
   extern __shared__ __align__(16) unsigned char span_shared[];
-  T* span = reinterpret_cast<T*>(span_shared);
-  W* staged = reinterpret_cast<W*>(span_shared + span_bytes);
+  T* const first_buffer = reinterpret_cast<T*>(span_shared);
+  T* const second_buffer = reinterpret_cast<T*>(span_shared + span_bytes);
+  W* staged = reinterpret_cast<W*>(span_shared + 2 * span_bytes);  // odd rows, or kWeightInShared
   __shared__ float partials[kAtenMaxThreads];
   __shared__ float inv_rms_of_slot[kAtenMaxThreads];
   const int64_t rows = args.layout.rows;
   const int hidden = int(args.layout.hidden);
+  const int64_t total_elements = rows * hidden;
   const int threads_per_row = sum.lanes * sum.warps;
-  const int slot = threadIdx.x / threads_per_row;
-  const int g = threadIdx.x - slot * threads_per_row;  // ATen's thread index within the row
+  const int rows_per_pass = blockDim.x / threads_per_row;
+  const int pass_slot = threadIdx.x / threads_per_row;
+  const int g = threadIdx.x - pass_slot * threads_per_row;  // ATen's thread index within the row
   const int lane = g & (sum.lanes - 1), y = g / sum.lanes;
   const bool add_one = args.order == NormOrder::kGemma;
   auto square = [](float f) { return __fmul_rn(f, f); };
 
-  wait_for_previous_grid();
-  if constexpr (kStageWeight) stage_weight(staged, args.weight, hidden);
-  const int64_t num_spans = (rows + rows_per_block - 1) / rows_per_block;
-  for (int64_t span_index = blockIdx.x; span_index < num_spans; span_index += gridDim.x) {
-    const int64_t first_row = span_index * rows_per_block;
-    const int rows_here = int(std::min<int64_t>(rows_per_block, rows - first_row));
-    const int64_t span_begin = first_row * hidden;  // dense element index of out, input, addend
-    const int span_length = rows_here * hidden;
-    const int64_t first_window = span_begin / kVec;
-    const int span_shift = int(span_begin - first_window * kVec);  // window elements before the span
-    const int num_windows = (span_shift + span_length + kVec - 1) / kVec;
-
-    Vec<T, kVec> x[kWindows];
-    Vec<W, kVec> w[kPrefetchWeight ? kWindows : 1];
-#pragma unroll
-    for (int j = 0; j < kWindows; ++j) {
-      const int window = threadIdx.x + j * blockDim.x;
-      if (window >= num_windows) continue;
-      const int64_t first = (first_window + window) * kVec;
-      const int position = window * kVec - span_shift;
-      if (kAlignedRows || (position >= 0 && position + kVec <= span_length)) {
-        x[j] = load_vec<T, kVec>(args.input + first);
-      } else {
-        x[j] = load_window_elements<T, kVec>(args.input, first, span_begin, span_begin + span_length);
-      }
+  // Copies (or, fused, adds and stores) one span's windows into `buffer`.
+  auto fetch_span = [&](const SpanGeometry& span, T* buffer) {
+    const T* input = args.input + span.first_window * kVec;
+    for (int window = threadIdx.x; window < span.num_windows; window += blockDim.x) {
+      const int64_t first = (span.first_window + window) * kVec;
+      Window* to = reinterpret_cast<Window*>(buffer + window * kVec);
       if constexpr (kFusedAdd) {
+        Window x = load_vec<T, kVec>(input + window * kVec);
         const Vec<A, kVec> a = load_vec<A, kVec>(args.addend + first);
 #pragma unroll
-        for (int i = 0; i < kVec; ++i) x[j].v[i] = static_cast<T>(__fadd_rn(to_float(a.v[i]), to_float(x[j].v[i])));
-        store_vec<T, kVec>(args.input_out + first, x[j]);
+        for (int i = 0; i < kVec; ++i) x.v[i] = static_cast<T>(__fadd_rn(to_float(a.v[i]), to_float(x.v[i])));
+        store_vec<T, kVec>(args.input_out + first, x);
+        *to = x;
+      } else if (kAlignedRows || first + kVec <= total_elements) {
+        copy_window_async(to, input + window * kVec);
+      } else {
+        *to = load_window_elements<T, kVec>(args.input, first, span.span_begin, span.span_begin + span.span_length);
       }
-      if constexpr (kPrefetchWeight) w[j] = load_vec<W, kVec>(args.weight + position % hidden);
-      *reinterpret_cast<Vec<T, kVec>*>(span + window * kVec) = x[j];
+    }
+    commit_async_copies();
+  };
+
+  wait_for_previous_grid();
+  if constexpr (kWeightInShared && kHasWeight) {  // in the first span's group of copies
+    for (int v = threadIdx.x; v < hidden / kWeightVec; v += blockDim.x) {
+      copy_window_async(staged + v * kWeightVec, args.weight + v * kWeightVec);
+    }
+  }
+  const int64_t num_spans = (rows + rows_per_block - 1) / rows_per_block;
+  int64_t span_index = blockIdx.x;  // the grid has at most num_spans blocks
+  fetch_span(SpanGeometry::of<kVec>(span_index, rows_per_block, rows, hidden), first_buffer);
+  if constexpr (kStageWeight) stage_weight(staged, args.weight, hidden);  // while the span is in flight
+  for (int step = 0; span_index < num_spans; ++step, span_index += gridDim.x) {
+    const SpanGeometry span = SpanGeometry::of<kVec>(span_index, rows_per_block, rows, hidden);
+    const T* buffer = (step & 1) ? second_buffer : first_buffer;
+    const int64_t next_index = span_index + gridDim.x;
+    if (next_index < num_spans) {  // its buffer was last read before the barrier that ended the previous step
+      fetch_span(SpanGeometry::of<kVec>(next_index, rows_per_block, rows, hidden),
+                 (step & 1) ? first_buffer : second_buffer);
+      wait_for_async_groups<1>();
+    } else {
+      wait_for_async_groups<0>();
     }
     __syncthreads();
 
-    // Each row's ATen threads: groups of 4 squares at dense element indices
-    // that are multiples of 4 (HF's fp32 squares are a fresh tensor), so
-    // group k of a row starting at dense r * hidden is at head + 4k.
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    if (slot < rows_here) {
-      const int64_t dense_row = (first_row + slot) * hidden;
-      const T* row = span + span_shift + slot * hidden;
-      if (sum.vectorized) {
-        const int shift = int(dense_row % kAtenVec);
-        const int head = shift == 0 ? 0 : kAtenVec - shift;
-        if (y == 0 && shift > 0 && lane >= shift && lane < kAtenVec) acc[0] = square(to_float(row[lane - shift]));
-        const int num_groups = (hidden - head) / kAtenVec;
-        const T* groups = row + head;
+    // Each row's ATen threads, rows_per_pass rows at a time: groups of 4
+    // squares at dense element indices that are multiples of 4 (HF's fp32
+    // squares are a fresh tensor), so group k of a row starting at dense
+    // r * hidden is at head + 4k, 4-element aligned in shared memory too.
+    for (int pass = 0; pass < span.rows_here; pass += rows_per_pass) {
+      const int slot = pass + pass_slot;
+      float acc[4] = {0.f, 0.f, 0.f, 0.f};
+      if (slot < span.rows_here) {
+        const int64_t dense_row = (span.first_row + slot) * hidden;
+        const T* row = buffer + span.span_shift + slot * hidden;
+        if (sum.vectorized) {
+          const int shift = int(dense_row % kAtenVec);
+          const int head = shift == 0 ? 0 : kAtenVec - shift;
+          if (y == 0 && shift > 0 && lane >= shift && lane < kAtenVec) acc[0] = square(to_float(row[lane - shift]));
+          const int num_groups = (hidden - head) / kAtenVec;
+          const T* groups = row + head;
 #pragma unroll 4
-        for (int k = g; k < num_groups; k += threads_per_row) {
-          const Vec<T, kAtenVec> v = *reinterpret_cast<const Vec<T, kAtenVec>*>(groups + k * kAtenVec);
+          for (int k = g; k < num_groups; k += threads_per_row) {
+            const Vec<T, kAtenVec> v = *reinterpret_cast<const Vec<T, kAtenVec>*>(groups + k * kAtenVec);
 #pragma unroll
-          for (int i = 0; i < kAtenVec; ++i) acc[i] = __fadd_rn(acc[i], square(to_float(v.v[i])));
+            for (int i = 0; i < kAtenVec; ++i) acc[i] = __fadd_rn(acc[i], square(to_float(v.v[i])));
+          }
+          const int tail = (hidden - head) % kAtenVec;
+          if (y == 0 && lane < tail) acc[0] = __fadd_rn(acc[0], square(to_float(groups[num_groups * kAtenVec + lane])));
+        } else {
+          aten_strided_squares(acc, row, hidden, g, threads_per_row);
         }
-        const int tail = (hidden - head) % kAtenVec;
-        if (y == 0 && lane < tail) acc[0] = __fadd_rn(acc[0], square(to_float(groups[num_groups * kAtenVec + lane])));
-      } else {
-        aten_strided_squares(acc, row, hidden, g, threads_per_row);
       }
+      float total = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
+      total = aten_tree_sum(total, sum, g, partials);
+      if (g == 0 && slot < span.rows_here) inv_rms_of_slot[slot] = inverse_rms(total, args.mean_factor, args.eps);
     }
-    float total = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
-    total = aten_tree_sum(total, sum, g, partials);
-    if (g == 0 && slot < rows_here) inv_rms_of_slot[slot] = inverse_rms(total, args.mean_factor, args.eps);
     __syncthreads();
     allow_next_grid();
 
-#pragma unroll
-    for (int j = 0; j < kWindows; ++j) {
-      const int window = threadIdx.x + j * blockDim.x;
-      if (window >= num_windows) continue;
-      const int64_t first = (first_window + window) * kVec;
-      const int position = window * kVec - span_shift;
+#pragma unroll 4
+    for (int window = threadIdx.x; window < span.num_windows; window += blockDim.x) {
+      const int64_t first = (span.first_window + window) * kVec;
+      const int position = window * kVec - span.span_shift;
       const int row_slot = position >= 0 ? position / hidden : 0;
       const int col = position - row_slot * hidden;
-      if (kAlignedRows || (position >= 0 && position + kVec <= span_length && col + kVec <= hidden)) {
+      const Window x = *reinterpret_cast<const Window*>(buffer + window * kVec);
+      if (kAlignedRows || (position >= 0 && position + kVec <= span.span_length && col + kVec <= hidden)) {
         Vec<W, kVec> wk;
-        if constexpr (kPrefetchWeight) {
-          wk = w[j];
-        } else if constexpr (kStageWeight) {
+        if constexpr (kStageWeight) {
           wk = staged_weight_chunk<kVec>(staged, hidden, col);
+        } else if constexpr (kWeightInShared && kHasWeight) {
+          wk = *reinterpret_cast<const Vec<W, kVec>*>(staged + col);
         } else if constexpr (kHasWeight) {
           wk = load_vec<W, kVec>(args.weight + col);
         }
@@ -635,15 +702,16 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
         Vec<O, kVec> out;
 #pragma unroll
         for (int i = 0; i < kVec; ++i) {
-          out.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x[j].v[i]), inv_rms,
+          out.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms,
                                                                 kHasWeight ? wk.v[i] : W(0.f), add_one);
         }
         store_vec<O, kVec>(args.out + first, out);
       } else {
         normalize_window_elements<T, W, O, kVec, kHasWeight, kFp32Scale>(
-            args.out, first, x[j], position, span_length, hidden, inv_rms_of_slot, staged, add_one);
+            args.out, first, x, position, span.span_length, hidden, inv_rms_of_slot, staged, add_one);
       }
     }
+    __syncthreads();  // the buffer and the slots are reused two and one steps on
   }
 }
 
@@ -674,58 +742,53 @@ bool launch_aten_span(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum
   const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
   if (!dense || !is_aligned(args.input, 16) || !is_aligned(args.out, 16)) return false;
   if (kFusedAdd && !rows_aligned) return false;
-  // RMSNORM_SPAN_TUNE="BYTES,WINDOWS": the span size and windows per thread
-  // to aim for, for benchmarks/ab_builds.py-style sweeps in one build.
+  // RMSNORM_SPAN_TUNE="BYTES,THREADS": the span size and block size to aim
+  // for, for sweeps in one build (benchmarks/NOTES.md v10).
   static const std::pair<int64_t, int> tune = [] {
     const char* env = std::getenv("RMSNORM_SPAN_TUNE");
     long long bytes = kSpanTargetBytes;
-    int windows = kSpanWindowsPerThread;
-    if (env != nullptr) std::sscanf(env, "%lld,%d", &bytes, &windows);
-    return std::pair<int64_t, int>(bytes, windows);
+    int threads = kSpanThreadsPerBlock;
+    if (env != nullptr) std::sscanf(env, "%lld,%d", &bytes, &threads);
+    return std::pair<int64_t, int>(bytes, threads);
   }();
   const AtenSpanConfig config = pick_aten_span_config(layout.rows, layout.hidden, int(sizeof(T)), rows_aligned, sum,
                                                       props->multiProcessorCount, tune.first, tune.second);
   if (!config.supported) return false;
-  const size_t staged_bytes = (kHasWeight && !rows_aligned) ? StagedWeight<W>::bytes(int(layout.hidden)) : 0;
-  const size_t smem = size_t(config.span_bytes) + staged_bytes;
-  if (smem + 4 * kAtenMaxThreads * sizeof(float) > props->sharedMemPerBlockOptin) return false;
+  // The weight rides in 16-byte async copies: whole windows, aligned.
+  const bool weight_in_shared = kHasWeight && rows_aligned && config.few_blocks && is_aligned(args.weight, 16) &&
+                                (layout.hidden * int64_t(sizeof(W))) % 16 == 0;
+  size_t extra_bytes = 0;
+  if (kHasWeight && !rows_aligned) extra_bytes = StagedWeight<W>::bytes(int(layout.hidden));
+  if (weight_in_shared) extra_bytes = size_t(layout.hidden) * sizeof(W);
+  const size_t smem = 2 * size_t(config.span_bytes) + extra_bytes;  // two span buffers
+  constexpr size_t kStaticBytes = 2 * kAtenMaxThreads * sizeof(float);
+  if (smem + kStaticBytes > props->sharedMemPerBlockOptin) return false;
   const int64_t num_spans = (layout.rows + config.rows_per_block - 1) / config.rows_per_block;
-  bool launched = false;
-  auto launch_with = [&](auto windows_tag, auto aligned_tag) {
-    constexpr int kWindows = decltype(windows_tag)::value;
-    constexpr bool kAligned = decltype(aligned_tag)::value;
-    if constexpr (kAligned || !kFusedAdd) {
-      auto* kernel = rms_norm_aten_span_kernel<T, W, O, A, kWindows, kHasWeight, kFusedAdd, kFp32Scale, kAligned>;
-      if (smem > 48 * 1024) {
-        C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-      }
-      int64_t blocks = num_spans;
-      if (!kAligned) {  // a resident grid, so that each block stages the weight once
-        int per_sm = 0;
-        C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, config.threads, smem));
-        blocks = std::min<int64_t>(blocks, int64_t(props->multiProcessorCount) * std::max(per_sm, 1));
-      }
-      launch_kernel_with_smem(kernel, dim3(unsigned(blocks)), dim3(config.threads), stream, programmatic, smem,
-                              args, sum, config.rows_per_block, int(config.span_bytes));
-      launched = true;
+  auto launch_with = [&](auto kernel) {
+    if (smem + kStaticBytes > 48 * 1024) {
+      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     }
+    // A resident grid: each block stages the weight once and overlaps the
+    // copy of its next span with the work on this one.
+    int64_t blocks = num_spans;
+    if (num_spans > props->multiProcessorCount) {  // (decode skips the occupancy query)
+      int per_sm = 0;
+      C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, config.threads, smem));
+      blocks = std::min<int64_t>(num_spans, int64_t(props->multiProcessorCount) * std::max(per_sm, 1));
+    }
+    launch_kernel_with_smem(kernel, dim3(unsigned(blocks)), dim3(config.threads), stream, programmatic, smem, args,
+                            sum, config.rows_per_block, int(config.span_bytes));
   };
-  auto with_alignment = [&](auto windows_tag) {
-    if (rows_aligned) {
-      launch_with(windows_tag, std::true_type{});
+  if (rows_aligned) {
+    if (weight_in_shared) {
+      launch_with(rms_norm_aten_span_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale, true, true>);
     } else {
-      launch_with(windows_tag, std::false_type{});
+      launch_with(rms_norm_aten_span_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale, true, false>);
     }
-  };
-  switch (config.windows_per_thread) {
-    case 1: with_alignment(std::integral_constant<int, 1>{}); break;
-    case 2: with_alignment(std::integral_constant<int, 2>{}); break;
-    case 4: with_alignment(std::integral_constant<int, 4>{}); break;
-    case 8: with_alignment(std::integral_constant<int, 8>{}); break;
-    default: TORCH_CHECK(false, "rms_norm: internal error: no ATen-order kernel for ", config.windows_per_thread,
-                         " windows per thread");
+  } else if constexpr (!kFusedAdd) {
+    launch_with(rms_norm_aten_span_kernel<T, W, O, A, kHasWeight, false, kFp32Scale, false, false>);
   }
-  return launched;
+  return true;
 }
 
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>

@@ -104,8 +104,8 @@ int main() {
   while (std::scanf("%lld %lld %d %d", &rows, &hidden, &bytes, &aligned) == 4) {
     const auto sum = rmsnorm::pick_aten_sum_layout(rows, hidden, 132, 2048);
     const auto c = rmsnorm::pick_aten_span_config(rows, hidden, bytes, aligned != 0, sum, 132);
-    std::printf("%d %d %d %d %lld %d\n", int(c.supported), c.rows_per_block, c.threads, c.windows_per_thread,
-                c.span_bytes, sum.threads_per_row());
+    std::printf("%d %d %d %lld %d\n", int(c.supported), c.rows_per_block, c.threads, c.span_bytes,
+                sum.threads_per_row());
   }
 }
 """
@@ -113,9 +113,10 @@ int main() {
 
 def test_span_config_covers_every_row(tmp_path):
     """pick_aten_span_config (the ATen-order kernel's block shape): the block
-    holds whole rows of ATen's threads, whole warps, at most 512 threads,
-    and its windows cover the span of its rows even when that span starts
-    off a 16-byte boundary; it declines only tiny rows and rows past 64 KB."""
+    holds whole rows of ATen's threads, whole warps, at most 512 threads and
+    512 rows (its inverse-RMS slots), and its shared span covers its rows
+    even when they start off a 16-byte boundary; it declines only tiny rows
+    and rows past 64 KB."""
     import shutil
     import subprocess
 
@@ -134,14 +135,14 @@ def test_span_config_covers_every_row(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split("\n")
     declined = []
     for (rows, hidden, element_bytes, aligned), line in zip(cases, out):
-        supported, rows_per_block, threads, windows, span_bytes, threads_per_row = (int(v) for v in line.split())
+        supported, rows_per_block, threads, span_bytes, threads_per_row = (int(v) for v in line.split())
         if not supported:
             declined.append((hidden, hidden * element_bytes + (0 if aligned else 16)))
             continue
         case = (rows, hidden, element_bytes, aligned, line)
-        assert 1 <= rows_per_block <= rows and rows_per_block * threads_per_row <= threads <= 512, case
-        assert threads % 32 == 0 and threads % threads_per_row == 0 and windows in (1, 2, 4, 8), case
+        assert 1 <= rows_per_block <= min(rows, 512) and threads_per_row <= threads <= 512, case
+        assert threads % 32 == 0 and threads % threads_per_row == 0, case
         needed = rows_per_block * hidden * element_bytes + (0 if aligned else 15)
-        assert span_bytes >= needed and threads * windows * 16 >= span_bytes, case
+        assert needed <= span_bytes <= 64 * 1024 and span_bytes % 16 == 0, case
     assert all(hidden < 16 or window_bytes > 64 * 1024 for hidden, window_bytes in declined), declined
     assert any(window_bytes > 64 * 1024 for _, window_bytes in declined), "rows past 64 KB take the general kernel"
