@@ -11,6 +11,7 @@ variant are compared with vanilla's.
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 import tomllib
@@ -211,6 +212,7 @@ def main(argv=None):
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "kernel_env": {name: value for name, value in os.environ.items() if name.startswith("RMSNORM_")},
         "model": "LlamaForCausalLM random bf16: hidden 2048, inter 8192, 16 layers, 32 heads, 8 kv, vocab 128256",
         "rows": rows,
         "norm_parity_vs_hf": {f"b{b}": norm_parity(model, b, 16, args.new_tokens) for b in (1, 8)},

@@ -551,6 +551,8 @@ def environment(device, kernel, kernel_error, args):
         "git_rev": _git_rev(),
         "hostname": platform.node(),
         "local_kernels_env": os.environ.get("LOCAL_KERNELS"),
+        # The kernel's own switches (RMSNORM_SUM_ORDER, RMSNORM_DISABLE_PDL, ...).
+        "kernel_env": {name: value for name, value in os.environ.items() if name.startswith("RMSNORM_")},
         "kernel_module": getattr(kernel, "__name__", None),
         "kernel_path": getattr(kernel, "__file__", None),
         "kernel_load_error": kernel_error,

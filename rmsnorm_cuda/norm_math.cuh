@@ -209,16 +209,21 @@ inline bool use_programmatic_launch(int device) {
   return !disabled && at::cuda::getDeviceProperties(device)->major >= 9;
 }
 
-// RMSNORM_SUM_ORDER=aten: the forward sums each row in ATen's order, bit for
-// bit HF's CUDA result at every batch shape (like HF, then not
-// batch-invariant). Opt-in: that kernel (rms_norm_aten_order_kernel) is
-// correct (H100: 100 % bitwise, fp32/fp16/bf16) but not yet fast (0.52 of the
-// copy rate at 8192x4096, benchmarks/NOTES.md v9). Default: one summation
-// order per hidden size, whatever the number of rows.
+// The order in which the forward sums a row's squares. Default ("aten"):
+// the order ATen's CUDA `mean` picks for that shape, so the result is bit
+// for bit HF's on CUDA at every batch shape (and, like HF, depends on the
+// number of rows). RMSNORM_SUM_ORDER=batch_invariant: one order per hidden
+// size, whatever the number of rows (a token normalizes to the same bits at
+// decode and in prefill), within an fp32 ulp of the inverse RMS of HF's, and
+// faster on large shapes (benchmarks/NOTES.md v10). Read once per process.
 inline bool use_aten_sum_order() {
   static const bool aten = [] {
     const char* env = std::getenv("RMSNORM_SUM_ORDER");
-    return env != nullptr && std::string(env) == "aten";
+    const std::string order = env == nullptr ? "" : env;
+    TORCH_CHECK(order.empty() || order == "aten" || order == "batch_invariant",
+                "rms_norm: RMSNORM_SUM_ORDER must be 'aten' (the default: HF's bits) or 'batch_invariant', got '",
+                order, "'");
+    return order != "batch_invariant";
   }();
   return aten;
 }

@@ -358,9 +358,10 @@ __device__ __forceinline__ void aten_strided_squares(float (&acc)[4], const T* r
   }
 }
 
-// With RMSNORM_SUM_ORDER=aten (norm_math.cuh), every forward (plain or fused,
-// any alignment), with the row's sum of squares in ATen's order (AtenSumLayout; scripts/aten_reduce_order.py has the spec
-// step by step): the row's `threads_per_row` threads each keep four
+// In the ATen order (the default, norm_math.cuh), every forward (plain or fused,
+// any alignment) that the span kernel declines, with the row's sum of
+// squares in ATen's order (AtenSumLayout; scripts/aten_reduce_order.py has
+// the spec step by step): the row's `threads_per_row` threads each keep four
 // accumulators over float4 groups of the squares (group k to thread k mod
 // threads_per_row; the misaligned head of the fp32 squares' row and its tail
 // to accumulator 0 of the first lanes), combine them ((a0 + a1) + a2) + a3,
@@ -601,6 +602,16 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
   const int lane = g & (sum.lanes - 1), y = g / sum.lanes;
   const bool add_one = args.order == NormOrder::kGemma;
   auto square = [](float f) { return __fmul_rn(f, f); };
+  // Aligned rows start on float4 groups of HF's fp32 squares (hidden is a
+  // multiple of 4) and hold whole windows: where a thread's windows and groups
+  // fall is fixed once here, not divided out per window or per row.
+  const int windows_per_row = hidden / kVec;
+  const int first_window_row = int(threadIdx.x) / windows_per_row;
+  const int first_window_col = int(threadIdx.x) - first_window_row * windows_per_row;
+  const int window_step_rows = int(blockDim.x) / windows_per_row;
+  const int window_step_cols = int(blockDim.x) - window_step_rows * windows_per_row;
+  const int aligned_groups = hidden / kAtenVec;
+  const int my_aligned_groups = g < aligned_groups ? (aligned_groups - g + threads_per_row - 1) / threads_per_row : 0;
 
   // Copies (or, fused, adds and stores) one span's windows into `buffer`.
   auto fetch_span = [&](const SpanGeometry& span, T* buffer) {
@@ -655,9 +666,18 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
       const int slot = pass + pass_slot;
       float acc[4] = {0.f, 0.f, 0.f, 0.f};
       if (slot < span.rows_here) {
-        const int64_t dense_row = (span.first_row + slot) * hidden;
         const T* row = buffer + span.span_shift + slot * hidden;
-        if (sum.vectorized) {
+        if (kAlignedRows && sum.vectorized) {
+          const T* group = row + g * kAtenVec;
+          const int group_step = threads_per_row * kAtenVec;
+#pragma unroll 4
+          for (int k = 0; k < my_aligned_groups; ++k, group += group_step) {
+            const Vec<T, kAtenVec> v = *reinterpret_cast<const Vec<T, kAtenVec>*>(group);
+#pragma unroll
+            for (int i = 0; i < kAtenVec; ++i) acc[i] = __fadd_rn(acc[i], square(to_float(v.v[i])));
+          }
+        } else if (sum.vectorized) {
+          const int64_t dense_row = (span.first_row + slot) * hidden;
           const int shift = int(dense_row % kAtenVec);
           const int head = shift == 0 ? 0 : kAtenVec - shift;
           if (y == 0 && shift > 0 && lane >= shift && lane < kAtenVec) acc[0] = square(to_float(row[lane - shift]));
@@ -682,6 +702,37 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
     __syncthreads();
     allow_next_grid();
 
+    if constexpr (kAlignedRows) {
+      // Row and column of each window by steps (kAlignedRows: span_shift 0).
+      O* const out_span = args.out + span.span_begin;
+      int row_slot = first_window_row, col = first_window_col;
+#pragma unroll 4
+      for (int window = threadIdx.x; window < span.num_windows; window += blockDim.x) {
+        const Window x = *reinterpret_cast<const Window*>(buffer + window * kVec);
+        Vec<W, kVec> wk;
+        if constexpr (kWeightInShared && kHasWeight) {
+          wk = *reinterpret_cast<const Vec<W, kVec>*>(staged + col * kVec);
+        } else if constexpr (kHasWeight) {
+          wk = load_vec<W, kVec>(args.weight + col * kVec);
+        }
+        const float inv_rms = inv_rms_of_slot[row_slot];
+        Vec<O, kVec> out;
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) {
+          out.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms,
+                                                                kHasWeight ? wk.v[i] : W(0.f), add_one);
+        }
+        store_vec<O, kVec>(out_span + window * kVec, out);
+        row_slot += window_step_rows;
+        col += window_step_cols;
+        if (col >= windows_per_row) {
+          col -= windows_per_row;
+          ++row_slot;
+        }
+      }
+      __syncthreads();  // the buffer and the slots are reused two and one steps on
+      continue;
+    }
 #pragma unroll 4
     for (int window = threadIdx.x; window < span.num_windows; window += blockDim.x) {
       const int64_t first = (span.first_window + window) * kVec;

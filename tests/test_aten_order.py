@@ -70,7 +70,7 @@ int main() {
 
 def test_kernel_layout_matches_the_spec(tmp_path):
     """The kernel's host-side port (launch_config.h pick_aten_sum_layout, used
-    with RMSNORM_SUM_ORDER=aten) against the spec the H100 confirmed."""
+    by default) against the spec the H100 confirmed."""
     import shutil
     import subprocess
 

@@ -499,3 +499,24 @@ def test_initcheck_counts_only_errors_in_our_kernels(tmp_path):
                           timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("initcheck: 0 errors; 4 more in other kernels (at::native::reduce_kernel)"), done.stdout
+
+
+@requires_cuda
+def test_unknown_sum_order_is_a_clear_error():
+    """RMSNORM_SUM_ORDER takes 'aten' (the default) or 'batch_invariant';
+    anything else fails the first CUDA call with a message naming both,
+    rather than silently picking an order."""
+    from conftest import REPO_ID, VERSION
+
+    script = (
+        "import torch, kernels\n"
+        f"k = kernels.get_kernel({REPO_ID!r}, version={VERSION!r})\n"
+        "x = torch.randn(4, 256, device='cuda', dtype=torch.bfloat16)\n"
+        "k.rms_norm(x, torch.ones(256, device='cuda', dtype=torch.bfloat16), 1e-6)\n"
+        "torch.cuda.synchronize()\n"
+    )
+    env = dict(os.environ, RMSNORM_SUM_ORDER="fastest")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode != 0, done.stdout
+    assert "RMSNORM_SUM_ORDER must be 'aten'" in done.stderr and "'batch_invariant'" in done.stderr, done.stderr[-2000:]
+    assert "got 'fastest'" in done.stderr, done.stderr[-2000:]
