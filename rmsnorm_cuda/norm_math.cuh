@@ -108,6 +108,19 @@ __device__ __forceinline__ O normalize(float x, float inv_rms, W w, bool add_one
   }
 }
 
+// normalize() over one vector of N elements (w unused without a weight).
+template <typename T, typename W, typename O, int N, bool kHasWeight, bool kFp32Scale>
+__device__ __forceinline__ Vec<O, N> normalize_vec(const Vec<T, N>& x, float inv_rms, const Vec<W, N>& w,
+                                                   bool add_one) {
+  Vec<O, N> y;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms, kHasWeight ? w.v[i] : W(0.f),
+                                                        add_one);
+  }
+  return y;
+}
+
 // The weight in shared memory, for rows that start off a 16-byte boundary
 // (odd hidden sizes such as 4097, storage offsets): their chunks meet the
 // weight at any element offset, which global memory serves only element by

@@ -99,12 +99,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_aligned_rows_ker
     } else if constexpr (kHasWeight) {
       wk = load_vec<W, kVec>(weight + chunk_start(k));
     }
-    Vec<O, kVec> y;
-#pragma unroll
-    for (int i = 0; i < kVec; ++i) {
-      y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x[k].v[i]), inv_rms,
-                                                          kHasWeight ? wk.v[i] : W(0.f), add_one);
-    }
+    const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x[k], inv_rms, wk, add_one);
     store_vec<O, kVec>(out_row + chunk_start(k), y);
   }
 }
@@ -211,12 +206,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_rows_kernel(cons
       } else if constexpr (kHasWeight) {
         wk = load_vec<W, kVec>(weight + first);
       }
-      Vec<O, kVec> y;
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) {
-        y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x[k].v[i]), inv_rms,
-                                                            kHasWeight ? wk.v[i] : W(0.f), add_one);
-      }
+      const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x[k], inv_rms, wk, add_one);
       if (kAlignedRows || (chunk_is_full(first) && is_aligned(out_row + first, sizeof(Vec<O, kVec>)))) {
         store_vec<O, kVec>(out_row + first, y);
       } else {
@@ -273,12 +263,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rms_norm_wide_kernel(cons
     const Vec<T, kVec> x = load_vec<T, kVec>(normed_row + int64_t(v) * kVec);
     Vec<W, kVec> w;
     if constexpr (kHasWeight) w = load_vec<W, kVec>(args.weight + int64_t(v) * kVec);
-    Vec<O, kVec> y;
-#pragma unroll
-    for (int i = 0; i < kVec; ++i) {
-      y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms,
-                                                          kHasWeight ? w.v[i] : W(0), add_one);
-    }
+    const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x, inv_rms, w, add_one);
     store_vec<O, kVec>(out_row + int64_t(v) * kVec, y);
   }
 }
@@ -464,12 +449,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_order_kernel(co
       const Vec<T, kVec> x = load_vec<T, kVec>(normed_row + c * kVec);
       Vec<W, kVec> w;
       if constexpr (kHasWeight) w = load_vec<W, kVec>(args.weight + c * kVec);
-      Vec<O, kVec> y;
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) {
-        y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms,
-                                                            kHasWeight ? w.v[i] : W(0.f), add_one);
-      }
+      const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x, inv_rms, w, add_one);
       store_vec<O, kVec>(out_row + c * kVec, y);
     }
   } else {
@@ -716,12 +696,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
           wk = load_vec<W, kVec>(args.weight + col * kVec);
         }
         const float inv_rms = inv_rms_of_slot[row_slot];
-        Vec<O, kVec> out;
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) {
-          out.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms,
-                                                                kHasWeight ? wk.v[i] : W(0.f), add_one);
-        }
+        const Vec<O, kVec> out = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x, inv_rms, wk, add_one);
         store_vec<O, kVec>(out_span + window * kVec, out);
         row_slot += window_step_rows;
         col += window_step_cols;
@@ -750,12 +725,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
           wk = load_vec<W, kVec>(args.weight + col);
         }
         const float inv_rms = inv_rms_of_slot[row_slot];
-        Vec<O, kVec> out;
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) {
-          out.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms,
-                                                                kHasWeight ? wk.v[i] : W(0.f), add_one);
-        }
+        const Vec<O, kVec> out = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x, inv_rms, wk, add_one);
         store_vec<O, kVec>(args.out + first, out);
       } else {
         normalize_window_elements<T, W, O, kVec, kHasWeight, kFp32Scale>(

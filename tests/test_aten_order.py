@@ -55,6 +55,25 @@ def test_emulator_matches_cuda_mean(rows, hidden):
     assert on_gpu.tobytes() == emulated.tobytes()
 
 
+def run_host_program(tmp_path, program, input_lines):
+    """Compiles a C++ program against the kernel's host-side headers
+    (rmsnorm_cuda/launch_config.h), feeds it one line per case and returns
+    its output lines; skips where this machine has no C++ compiler."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    repo = Path(__file__).resolve().parent.parent
+    source = tmp_path / "program.cpp"
+    source.write_text(program)
+    binary = tmp_path / "program"
+    subprocess.run([compiler, "-std=c++17", f"-I{repo / 'rmsnorm_cuda'}", str(source), "-o", str(binary)], check=True)
+    return subprocess.run([str(binary)], input="".join(line + "\n" for line in input_lines), capture_output=True,
+                          text=True, check=True).stdout.split("\n")
+
+
 LAYOUT_PROGRAM = r"""
 #include <cstdio>
 #include "launch_config.h"
@@ -71,23 +90,11 @@ int main() {
 def test_kernel_layout_matches_the_spec(tmp_path):
     """The kernel's host-side port (launch_config.h pick_aten_sum_layout, used
     by default) against the spec the H100 confirmed."""
-    import shutil
-    import subprocess
-
-    compiler = shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        pytest.skip("no C++ compiler")
-    repo = Path(__file__).resolve().parent.parent
-    source = tmp_path / "layout.cpp"
-    source.write_text(LAYOUT_PROGRAM)
-    binary = tmp_path / "layout"
-    subprocess.run([compiler, "-std=c++17", f"-I{repo / 'rmsnorm_cuda'}", str(source), "-o", str(binary)], check=True)
     shapes = [(r, h) for r in (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 1000, 8192, 70000)
               for h in (2, 3, 17, 64, 127, 128, 129, 576, 896, 2048, 4096, 4097, 5121, 8192, 12288, 16384,
                         32768, 65536, 131072, 131077, 262147)]
     shapes = [(r, h) for r, h in shapes if r * h * 4 < 2**31]
-    out = subprocess.run([str(binary)], input="".join(f"{r} {h}\n" for r, h in shapes), capture_output=True,
-                         text=True, check=True).stdout.split("\n")
+    out = run_host_program(tmp_path, LAYOUT_PROGRAM, [f"{r} {h}" for r, h in shapes])
     for (rows, hidden), line in zip(shapes, out):
         spec = aro.aten_config(rows, hidden)
         expected = (int(spec["vectorize_input"]), spec["block_width"], spec["warps_per_row"],
@@ -117,22 +124,10 @@ def test_span_config_covers_every_row(tmp_path):
     512 rows (its inverse-RMS slots), and its shared span covers its rows
     even when they start off a 16-byte boundary; it declines only tiny rows
     and rows past 64 KB."""
-    import shutil
-    import subprocess
-
-    compiler = shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        pytest.skip("no C++ compiler")
-    repo = Path(__file__).resolve().parent.parent
-    source = tmp_path / "span.cpp"
-    source.write_text(SPAN_PROGRAM)
-    binary = tmp_path / "span"
-    subprocess.run([compiler, "-std=c++17", f"-I{repo / 'rmsnorm_cuda'}", str(source), "-o", str(binary)], check=True)
     cases = [(r, h, b, a) for r in (1, 2, 7, 8, 16, 83, 128, 264, 2048, 8192, 65536)
              for h in (15, 16, 64, 127, 128, 769, 896, 4096, 4097, 5121, 8192, 16384, 32768, 65536)
              for b in (2, 4) for a in (0, 1) if not (a and (h * b) % 16)]
-    out = subprocess.run([str(binary)], input="".join(f"{r} {h} {b} {a}\n" for r, h, b, a in cases),
-                         capture_output=True, text=True, check=True).stdout.split("\n")
+    out = run_host_program(tmp_path, SPAN_PROGRAM, [f"{r} {h} {b} {a}" for r, h, b, a in cases])
     declined = []
     for (rows, hidden, element_bytes, aligned), line in zip(cases, out):
         supported, rows_per_block, threads, span_bytes, threads_per_row = (int(v) for v in line.split())
