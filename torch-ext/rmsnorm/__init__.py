@@ -8,6 +8,12 @@ Three rounding orders exist under transformers' "RMSNorm" classes
   ``torch.result_type(weight, x)`` (Llama, Mistral, Qwen2/3, Phi3, ...)
 * ``"olmo"``:  ``(weight.float() * n).to(x.dtype)`` (Olmo2/3, GptOss, ...)
 * ``"gemma"``: ``(n * (1 + weight.float())).to(x.dtype)`` (Gemma 1/2/3)
+
+On CUDA the ``mean`` is summed in the order ATen's own CUDA reduction picks
+for the input's shape, so results are HF's bit for bit (torch >= 2.10).
+``RMSNORM_SUM_ORDER=batch_invariant`` (read once per process) picks one order
+per hidden size instead: faster on large inputs and the same bits for a row
+whatever the batch, within an fp32 ulp of HF's inverse RMS.
 """
 
 from typing import Optional, Tuple
