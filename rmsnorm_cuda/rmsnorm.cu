@@ -499,8 +499,6 @@ __device__ __forceinline__ void copy_window_async(void* shared, const void* glob
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(address), "l"(global) : "memory");
 }
 
-__device__ __forceinline__ void wait_for_async_copies() { asm volatile("cp.async.wait_all;" ::: "memory"); }
-
 __device__ __forceinline__ void commit_async_copies() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 
 // Waits until at most N committed groups of this thread are still in flight.
@@ -705,31 +703,25 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
           ++row_slot;
         }
       }
-      __syncthreads();  // the buffer and the slots are reused two and one steps on
-      continue;
-    }
+    } else {
+      // Odd rows: a window may straddle two rows or the span's ends.
 #pragma unroll 4
-    for (int window = threadIdx.x; window < span.num_windows; window += blockDim.x) {
-      const int64_t first = (span.first_window + window) * kVec;
-      const int position = window * kVec - span.span_shift;
-      const int row_slot = position >= 0 ? position / hidden : 0;
-      const int col = position - row_slot * hidden;
-      const Window x = *reinterpret_cast<const Window*>(buffer + window * kVec);
-      if (kAlignedRows || (position >= 0 && position + kVec <= span.span_length && col + kVec <= hidden)) {
-        Vec<W, kVec> wk;
-        if constexpr (kStageWeight) {
-          wk = staged_weight_chunk<kVec>(staged, hidden, col);
-        } else if constexpr (kWeightInShared && kHasWeight) {
-          wk = *reinterpret_cast<const Vec<W, kVec>*>(staged + col);
-        } else if constexpr (kHasWeight) {
-          wk = load_vec<W, kVec>(args.weight + col);
+      for (int window = threadIdx.x; window < span.num_windows; window += blockDim.x) {
+        const int64_t first = (span.first_window + window) * kVec;
+        const int position = window * kVec - span.span_shift;
+        const int row_slot = position >= 0 ? position / hidden : 0;
+        const int col = position - row_slot * hidden;
+        const Window x = *reinterpret_cast<const Window*>(buffer + window * kVec);
+        if (position >= 0 && position + kVec <= span.span_length && col + kVec <= hidden) {
+          Vec<W, kVec> wk;
+          if constexpr (kStageWeight) wk = staged_weight_chunk<kVec>(staged, hidden, col);
+          const float inv_rms = inv_rms_of_slot[row_slot];
+          const Vec<O, kVec> out = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x, inv_rms, wk, add_one);
+          store_vec<O, kVec>(args.out + first, out);
+        } else {
+          normalize_window_elements<T, W, O, kVec, kHasWeight, kFp32Scale>(
+              args.out, first, x, position, span.span_length, hidden, inv_rms_of_slot, staged, add_one);
         }
-        const float inv_rms = inv_rms_of_slot[row_slot];
-        const Vec<O, kVec> out = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x, inv_rms, wk, add_one);
-        store_vec<O, kVec>(args.out + first, out);
-      } else {
-        normalize_window_elements<T, W, O, kVec, kHasWeight, kFp32Scale>(
-            args.out, first, x, position, span.span_length, hidden, inv_rms_of_slot, staged, add_one);
       }
     }
     __syncthreads();  // the buffer and the slots are reused two and one steps on

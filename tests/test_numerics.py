@@ -53,14 +53,14 @@ CUDA_RTOL = {torch.bfloat16: 2.0**-6, torch.float16: 2.0**-9, torch.float32: 2.0
 # The Reduce.cuh order the kernel ports (checked on torch 2.11); torch 2.6
 # shuffled the warp tree differently (scripts/aten_reduce_order.py).
 ATEN_ORDER_TORCH = (2, 10)
+TORCH_RELEASE = tuple(int(part) for part in torch.__version__.split(".")[:2])
 
 
 def cuda_sums_in_aten_order(x):
     """Whether our CUDA forward reproduces ATen's summation order for x."""
-    torch_release = tuple(int(part) for part in torch.__version__.split(".")[:2])
     return (x.is_cuda and x.is_contiguous() and x.shape[-1] < 2**17
             and os.environ.get("RMSNORM_SUM_ORDER", "aten") == "aten"
-            and torch_release >= ATEN_ORDER_TORCH)
+            and TORCH_RELEASE >= ATEN_ORDER_TORCH)
 
 
 def make_hf_module(cls, hidden, weight_dtype, device, eps=1e-5):
