@@ -173,6 +173,84 @@ inline AtenSumLayout pick_aten_sum_layout(int64_t rows, int64_t hidden, int sm_c
   return layout;
 }
 
+// The ATen-order forward with rows in registers (rms_norm_aten_registers_kernel):
+// each thread is one of ATen's threads of its row and holds exactly that
+// thread's float4 groups (and the few head and tail elements ATen gives it
+// for hidden sizes that are not a multiple of 4). Chosen before the span
+// kernel wherever a thread's groups fit in kAtenRegisterBytes, unless the
+// rows are too few for it (below). Measured on the H200 (bf16, fraction of
+// copy; benchmarks/NOTES.md v11): 8192x4096 0.92 (span 0.83), 8192x896 0.93
+// (0.64), 65536x128 0.78 (0.38), 1x4096 2.13 us (2.79); but 128x4096 4.6 us
+// (span 3.6) and 8x4096 3.3 us (3.0), where a few warps each walk 16-32
+// groups.
+struct AtenRegisterConfig {
+  bool supported = false;
+  int groups_per_thread = 1;  // an entry of kAtenRegisterGroupCounts
+  int rows_per_thread = 1;    // 1, or a kShortRowGroups entry / groups_per_thread
+  int slots = 1;              // rows side by side in a block
+  int threads = 32;           // per block: slots whole rows of ATen threads
+  bool prefetch_l2 = false;   // each thread asks L2 for its share of the rows a wave ahead
+};
+constexpr int kAtenRegisterGroupCounts[] = {1, 2, 4, 8, 16, 24, 32, 48};  // instantiated
+constexpr int kAtenRegisterBytes = 384;  // 96 registers of row per thread
+// Per block, when rows are many: small blocks, so that the SM's registers
+// hold as many warps as possible (112 registers a thread at 32 groups:
+// 8192x4096 0.88 with 256-thread blocks, 0.92 with 64).
+constexpr int kAtenRegisterThreadsTarget = 64;
+// Fewer threads than this per SM in all, and 8 groups or more per thread:
+// the span kernel, which spreads each row over more threads.
+constexpr int kAtenRegisterMinThreadsPerSm = 128;
+// Groups in flight per thread over several short rows, by ATen's threads
+// per row. Measured (H200, bf16): 65536x128 0.73 at 4 (four rows of one
+// group), 0.55 at 8; 8192x8192 (512 threads, 4 groups) 0.65 at one row,
+// 0.72 at two.
+struct ShortRowRule {
+  int threads_per_row;
+  int groups;
+};
+constexpr ShortRowRule kShortRowGroups[] = {{32, 4}, {512, 8}};
+// L2 prefetch a wave ahead, for rows of more threads than a warp (8192x8192:
+// 0.78 -> 0.87); one-warp rows lose with it (32768x4096 0.96 -> 0.75).
+constexpr int kAtenRegisterPrefetchMinThreads = 64;
+
+inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden, int element_bytes,
+                                                    const AtenSumLayout& sum, int sm_count,
+                                                    int threads_target = kAtenRegisterThreadsTarget) {
+  AtenRegisterConfig config;
+  if (!sum.supported || !sum.vectorized || rows < 1) return config;
+  const int64_t threads_per_row = sum.threads_per_row();
+  // A row holds at most hidden / 4 whole groups (fewer when it starts off one).
+  const int64_t needed = (hidden / kAtenVec + threads_per_row - 1) / threads_per_row;
+  int groups = 0;
+  for (int count : kAtenRegisterGroupCounts) {
+    if (count >= needed) {
+      groups = count;
+      break;
+    }
+  }
+  if (groups == 0 || int64_t(groups) * kAtenVec * element_bytes > kAtenRegisterBytes) return config;
+  if (groups >= 8 && rows * threads_per_row < int64_t(kAtenRegisterMinThreadsPerSm) * sm_count) return config;
+  config.supported = true;
+  config.groups_per_thread = groups;
+  // Short rows: several rows per thread, when there are rows enough for every SM.
+  for (const auto& rule : kShortRowGroups) {
+    if (threads_per_row == rule.threads_per_row && groups < rule.groups &&
+        rows >= int64_t(rule.groups / groups) * sm_count) {
+      config.rows_per_thread = rule.groups / groups;
+    }
+  }
+  // Rows of a block side by side: about threads_target threads, but no fewer
+  // than about four blocks per SM while rows last (few rows: one row per
+  // block, spread over the SMs).
+  const int64_t row_sets = (rows + config.rows_per_thread - 1) / config.rows_per_thread;
+  int64_t slots = std::max<int64_t>(1, threads_target / threads_per_row);
+  slots = std::min<int64_t>(slots, std::max<int64_t>(1, row_sets / (4 * int64_t(sm_count))));
+  config.slots = int(slots);
+  config.threads = int(slots * threads_per_row);
+  config.prefetch_l2 = threads_per_row >= kAtenRegisterPrefetchMinThreads;
+  return config;
+}
+
 // How the ATen-order forward moves rows: a block takes `rows_per_block`
 // consecutive rows of a dense input as one span of memory, copies it to
 // shared memory in 16-byte windows, sums each row there with its

@@ -31,6 +31,47 @@ __device__ __forceinline__ float to_float(c10::BFloat16 v) { return __uint_as_fl
 __device__ __forceinline__ float to_float(c10::Half v) { return static_cast<float>(v); }
 __device__ __forceinline__ float to_float(float v) { return v; }
 
+// Half `high` of a word of two bf16/fp16 values, as float.
+template <typename T>
+__device__ __forceinline__ float half_word_as_float(uint32_t word, bool high) {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    return __uint_as_float(high ? (word & 0xffff0000u) : (word << 16));
+  } else {
+    return to_float(T(uint16_t(high ? (word >> 16) : (word & 0xffffu)), T::from_bits()));
+  }
+}
+
+// Element i (a constant in unrolled loops) of a packed vector, as float.
+template <typename T, int N>
+__device__ __forceinline__ float element_as_float(const PackedVec<T, N>& packed, int i) {
+  if constexpr (sizeof(T) == 4) {
+    return __uint_as_float(packed.words[i]);
+  } else {
+    return half_word_as_float<T>(packed.words[i / 2], (i & 1) != 0);
+  }
+}
+
+// Two floats rounded to T (bf16/fp16) in one conversion, lo in the low half:
+// cvt.rn.{bf16,f16}x2.f32, the instruction static_cast<T> of each (cvt.rn
+// to one bf16/fp16 on sm_80+) pairs into.
+template <typename T>
+__device__ __forceinline__ uint32_t round_pair(float lo, float hi) {
+  uint32_t packed;
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(hi), "f"(lo));
+  } else {
+    static_assert(std::is_same_v<T, c10::Half>, "bf16 or fp16");
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(hi), "f"(lo));
+  }
+  return packed;
+}
+
+template <typename T>
+__device__ __forceinline__ void set_pair(T& lo, T& hi, uint32_t packed) {
+  lo = T(uint16_t(packed & 0xffffu), T::from_bits());
+  hi = T(uint16_t(packed >> 16), T::from_bits());
+}
+
 // Sums each of `values` over the threads of one row; every thread gets the
 // totals. Fixed order (butterfly inside a warp, then warps in index order), so
 // the result is the same on every run. Rows wider than a warp go through
@@ -109,14 +150,33 @@ __device__ __forceinline__ O normalize(float x, float inv_rms, W w, bool add_one
 }
 
 // normalize() over one vector of N elements (w unused without a weight).
+// bf16/fp16 in the Llama order round in pairs (round_pair: half the
+// conversions of one per element, and on the FMA pipe), with the same bits.
 template <typename T, typename W, typename O, int N, bool kHasWeight, bool kFp32Scale>
 __device__ __forceinline__ Vec<O, N> normalize_vec(const Vec<T, N>& x, float inv_rms, const Vec<W, N>& w,
                                                    bool add_one) {
   Vec<O, N> y;
+  constexpr bool kPairs = sizeof(T) == 2 && sizeof(O) == 2 && N % 2 == 0 && !kFp32Scale &&
+                          (kHasWeight || std::is_same_v<O, T>);
+  if constexpr (kPairs) {
 #pragma unroll
-  for (int i = 0; i < N; ++i) {
-    y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms, kHasWeight ? w.v[i] : W(0.f),
-                                                        add_one);
+    for (int i = 0; i < N; i += 2) {
+      const uint32_t rounded =
+          round_pair<T>(__fmul_rn(to_float(x.v[i]), inv_rms), __fmul_rn(to_float(x.v[i + 1]), inv_rms));
+      if constexpr (kHasWeight) {
+        const float lo = __fmul_rn(to_float(w.v[i]), half_word_as_float<T>(rounded, false));
+        const float hi = __fmul_rn(to_float(w.v[i + 1]), half_word_as_float<T>(rounded, true));
+        set_pair(y.v[i], y.v[i + 1], round_pair<O>(lo, hi));
+      } else {
+        set_pair(y.v[i], y.v[i + 1], rounded);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      y.v[i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms, kHasWeight ? w.v[i] : W(0.f),
+                                                          add_one);
+    }
   }
   return y;
 }

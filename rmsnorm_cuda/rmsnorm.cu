@@ -460,6 +460,244 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_order_kernel(co
   }
 }
 
+// The ATen-order forward with rows in registers (AtenRegisterConfig): each
+// thread is ATen's thread g of its row and loads exactly g's float4 groups
+// (group k to thread k mod threads_per_row, in increasing k; 8 bytes a group
+// for bf16/fp16, 16 for fp32, a warp's groups side by side in memory), sums
+// them into ATen's four accumulators, runs ATen's trees (aten_tree_sum) and
+// normalizes from the same registers. x is read once and there is no
+// shared-memory pass; where ATen gives a row one warp (>= 16 rows, hidden
+// < 8192: most prefill shapes; kOneWarpRows, so that a thread's groups sit
+// at constant offsets) there is no barrier either, and every lane ends the
+// xor tree with the row's total. Groups past the row's end hold zero, which
+// adds nothing to an accumulator; their results are not stored. A block
+// holds `slots` rows side by side and each thread kRows rows: block b's rows
+// are b * rows_per_block + r * slots + slot.
+// kHeadTail: rows that do not start on a float4 group of HF's fp32 squares
+// (hidden not a multiple of 4; dense rows only, which start at element
+// row * hidden of the squares). Their groups are still 4-element aligned in
+// memory (the squares' groups are the tensor's), and each row's head (its
+// elements before the first group) and tail go element by element to the
+// threads ATen gives them: head element e to thread shift + e, initializing
+// accumulator 0; tail element e added to accumulator 0 of thread e last. The
+// weight of such rows is misaligned: element loads.
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
+          bool kHeadTail, bool kOneWarpRows, int kGroups, int kRows>
+__global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kernel(const NormArgs<T, W, O, A> args,
+                                                                                  const AtenSumLayout layout_of_sum,
+                                                                                  const int64_t prefetch_rows) {
+  static_assert(kRows == 1 || kGroups <= 4, "several rows per thread only for short rows");
+  using Group = PackedVec<T, kAtenVec>;
+  using WeightGroup = PackedVec<W, kAtenVec>;
+  // The weight before the sum, when a thread holds few groups (decode: one
+  // memory latency per call instead of two).
+  constexpr bool kPrefetchWeight = kHasWeight && kRows == 1 && kGroups <= 4;
+  // Loads of the weight and the addend go in batches of kBatch groups, each
+  // batch before its stores: the pointers may alias (the in-place fused op),
+  // so the compiler keeps every load behind the stores before it, and a load
+  // per group would put an L2 round trip between consecutive stores
+  // (measured: 128x4096 took 9.3 us, the span kernel 3.6). 64 bytes of
+  // weight per batch, 32 where the row already takes most registers.
+  constexpr int kBatchBytes = kGroups * kAtenVec * sizeof(T) > 256 ? 32 : 64;
+  constexpr int kBatch = std::min<int>(kGroups, std::max<int>(1, kBatchBytes / (kAtenVec * sizeof(W))));
+  static_assert(kGroups % kBatch == 0, "whole batches");
+  __shared__ float partials[kAtenMaxThreads];
+  __shared__ float inv_rms_of_slot[kRows][kAtenMaxThreads / 32];
+  const RowLayout& layout = args.layout;
+  const AtenSumLayout& sum = layout_of_sum;
+  const int hidden = int(layout.hidden);
+  const int threads_per_row = kOneWarpRows ? 32 : sum.lanes * sum.warps;
+  const int slots = int(blockDim.x) / threads_per_row;
+  const int slot = int(threadIdx.x) / threads_per_row;
+  const int g = int(threadIdx.x) - slot * threads_per_row;  // ATen's thread index within the row
+  const int group_step = threads_per_row * kAtenVec;      // elements between a thread's groups
+  const bool add_one = args.order == NormOrder::kGemma;
+
+  // Where each of the thread's rows and its groups are: `head`, elements
+  // before the row's first group; `groups_end`, where its groups end,
+  // relative to the first group; `first`, dense index of the thread's group 0.
+  int64_t row[kRows], first[kRows];
+  int head[kRows], groups_end[kRows];
+  bool active[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    row[r] = (int64_t(blockIdx.x) * kRows + r) * slots + slot;
+    active[r] = row[r] < layout.rows;
+    const int64_t start = (active[r] ? row[r] : 0) * layout.hidden;
+    head[r] = 0;
+    if constexpr (kHeadTail) head[r] = int((kAtenVec - start % kAtenVec) % kAtenVec);
+    groups_end[r] = (hidden - head[r]) / kAtenVec * kAtenVec;
+    first[r] = start + head[r] + g * kAtenVec;
+  }
+  // Group k of row r is this thread's (row r active, k within the row).
+  auto has_group = [&](int r, int k) { return active[r] && g * kAtenVec + k * group_step < groups_end[r]; };
+  // Head element of this thread (shift <= g < 4) and tail element (g < tail), as dense indices or -1.
+  auto head_element = [&](int r) -> int64_t {
+    const int shift = (kAtenVec - head[r]) % kAtenVec;
+    return head[r] > 0 && g >= shift && g < kAtenVec ? first[r] - head[r] - g * kAtenVec + (g - shift) : -1;
+  };
+  auto tail_element = [&](int r) -> int64_t {
+    const int tail = hidden - head[r] - groups_end[r];
+    return g < tail ? first[r] - g * kAtenVec + groups_end[r] + g : -1;
+  };
+  auto fused = [&](T x, int64_t dense) {  // T(addend + input), stored as the residual stream
+    const T added = static_cast<T>(__fadd_rn(to_float(args.addend[dense]), to_float(x)));
+    args.input_out[dense] = added;
+    return added;
+  };
+
+  wait_for_previous_grid();
+  Group x[kRows][kGroups];
+  T head_x[kRows], tail_x[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    // Aligned rows may be strided (row_layout.h); head/tail rows are dense.
+    const T* x_first = kHeadTail ? args.input + first[r]
+                                 : args.input + layout.offset_of(active[r] ? row[r] : 0) + g * kAtenVec;
+#pragma unroll
+    for (int k = 0; k < kGroups; ++k) {
+#pragma unroll
+      for (int i = 0; i < Group::kWords; ++i) x[r][k].words[i] = 0u;  // +0 in every dtype
+      if (has_group(r, k)) x[r][k] = Group::load(x_first + k * group_step);
+    }
+    head_x[r] = tail_x[r] = T(0.f);
+    if constexpr (kHeadTail) {
+      const int64_t h = head_element(r), t = tail_element(r);
+      if (active[r] && h >= 0) head_x[r] = kFusedAdd ? fused(args.input[h], h) : args.input[h];
+      if (active[r] && t >= 0) tail_x[r] = kFusedAdd ? fused(args.input[t], t) : args.input[t];
+    }
+    if constexpr (kFusedAdd) {
+#pragma unroll
+      for (int k0 = 0; k0 < kGroups; k0 += kBatch) {
+        Vec<A, kAtenVec> a[kBatch];
+#pragma unroll
+        for (int j = 0; j < kBatch; ++j) {
+          if (has_group(r, k0 + j)) a[j] = load_vec<A, kAtenVec>(args.addend + first[r] + (k0 + j) * group_step);
+        }
+#pragma unroll
+        for (int j = 0; j < kBatch; ++j) {
+          const int k = k0 + j;
+          Vec<T, kAtenVec> added;
+#pragma unroll
+          for (int i = 0; i < kAtenVec; ++i) {
+            added.v[i] = static_cast<T>(__fadd_rn(to_float(a[j].v[i]), element_as_float(x[r][k], i)));
+          }
+          if (has_group(r, k)) {
+            store_vec<T, kAtenVec>(args.input_out + first[r] + k * group_step, added);
+            x[r][k] = Group::of(added);
+          }
+        }
+      }
+    }
+  }
+  if (prefetch_rows > 0) {  // this thread's share of the lines of its rows a wave ahead, into L2
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const int64_t ahead = row[r] + prefetch_rows;
+      if (ahead >= layout.rows) continue;
+      const char* base = reinterpret_cast<const char*>(args.input + (kHeadTail ? ahead * layout.hidden
+                                                                             : layout.offset_of(ahead)));
+      for (int line = g; line * 128 < hidden * int(sizeof(T)); line += threads_per_row) {
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(base + line * 128));
+      }
+    }
+  }
+  // Weight of the thread's group k (aligned rows: one vector load).
+  auto weight_group = [&](int r, int k) {
+    const int col = int(first[r] - row[r] * layout.hidden) + k * group_step;
+    if constexpr (kHeadTail) {
+      Vec<W, kAtenVec> w;
+#pragma unroll
+      for (int i = 0; i < kAtenVec; ++i) w.v[i] = args.weight[col + i];
+      return WeightGroup::of(w);
+    } else {
+      return WeightGroup::load(args.weight + col);
+    }
+  };
+  WeightGroup w[kPrefetchWeight ? kGroups : 1];
+  if constexpr (kPrefetchWeight) {
+#pragma unroll
+    for (int k = 0; k < kGroups; ++k) {
+      if (has_group(0, k)) w[k] = weight_group(0, k);
+    }
+  }
+
+  float inv_rms[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    float acc[kAtenVec] = {0.f, 0.f, 0.f, 0.f};
+    if constexpr (kHeadTail) acc[0] = __fmul_rn(to_float(head_x[r]), to_float(head_x[r]));
+#pragma unroll
+    for (int k = 0; k < kGroups; ++k) {
+#pragma unroll
+      for (int i = 0; i < kAtenVec; ++i) {
+        const float f = element_as_float(x[r][k], i);
+        acc[i] = __fadd_rn(acc[i], __fmul_rn(f, f));
+      }
+    }
+    if constexpr (kHeadTail) acc[0] = __fadd_rn(acc[0], __fmul_rn(to_float(tail_x[r]), to_float(tail_x[r])));
+    float total = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
+    total = aten_tree_sum(total, sum, g, partials);
+    inv_rms[r] = inverse_rms(total, args.mean_factor, args.eps);
+  }
+  if (!kOneWarpRows && threads_per_row > 32) {  // the total is ATen's in g == 0 only
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (g == 0) inv_rms_of_slot[r][slot] = inv_rms[r];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) inv_rms[r] = inv_rms_of_slot[r][slot];
+  }
+  allow_next_grid();
+
+  if constexpr (kHeadTail) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (!active[r]) continue;
+      const int64_t h = head_element(r), t = tail_element(r);
+      const int64_t row_start = row[r] * layout.hidden;
+      if (h >= 0) {
+        args.out[h] = normalize<T, W, O, kHasWeight, kFp32Scale>(
+            to_float(head_x[r]), inv_rms[r], kHasWeight ? args.weight[h - row_start] : W(0.f), add_one);
+      }
+      if (t >= 0) {
+        args.out[t] = normalize<T, W, O, kHasWeight, kFp32Scale>(
+            to_float(tail_x[r]), inv_rms[r], kHasWeight ? args.weight[t - row_start] : W(0.f), add_one);
+      }
+    }
+  }
+  // The weight in batches, every load of a batch issued before its stores;
+  // aligned rows share one weight, so the first row's loads serve them all.
+#pragma unroll
+  for (int k0 = 0; k0 < kGroups; k0 += kBatch) {
+    constexpr int kWeightRows = kHeadTail ? kRows : 1;
+    WeightGroup wb[kWeightRows][kBatch];
+#pragma unroll
+    for (int r = 0; r < kWeightRows; ++r) {
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        if constexpr (kPrefetchWeight) {
+          wb[r][j] = w[k0 + j];
+        } else if constexpr (kHasWeight) {
+          if (has_group(r, k0 + j)) wb[r][j] = weight_group(r, k0 + j);
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      O* const out_first = args.out + first[r];
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        const int k = k0 + j;
+        const Vec<O, kAtenVec> y = normalize_vec<T, W, O, kAtenVec, kHasWeight, kFp32Scale>(
+            x[r][k].vec(), inv_rms[r], wb[kHeadTail ? r : 0][j].vec(), add_one);
+        if (has_group(r, k)) store_vec<O, kAtenVec>(out_first + k * group_step, y);
+      }
+    }
+  }
+}
+
 // The in-span elements of a window at the span's ends, zero elsewhere
 // (element loads: no byte outside the tensor is read).
 template <typename T, int N>
@@ -744,6 +982,123 @@ bool rows_are_aligned(const NormArgs<T, W, O, A>& args) {
          (args.input_out == nullptr || is_aligned(args.input_out, sizeof(T) * kFull));
 }
 
+// Every pointer on a float4 group (4 elements) of its tensor.
+template <typename T, typename W, typename O, typename A>
+bool pointers_hold_groups(const NormArgs<T, W, O, A>& args, bool with_weight) {
+  return is_aligned(args.input, sizeof(T) * kAtenVec) && is_aligned(args.out, sizeof(O) * kAtenVec) &&
+         (!with_weight || args.weight == nullptr || is_aligned(args.weight, sizeof(W) * kAtenVec)) &&
+         (args.addend == nullptr || is_aligned(args.addend, sizeof(A) * kAtenVec)) &&
+         (args.input_out == nullptr || is_aligned(args.input_out, sizeof(T) * kAtenVec));
+}
+
+// The register kernel where AtenRegisterConfig takes the shape; false
+// otherwise (the span kernel or the general one then runs). Rows of whole
+// groups (any row strides that keep them so), or dense rows that are not
+// (hidden not a multiple of 4: kHeadTail; not fused, an odd-sized residual
+// stream being rare).
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
+bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, const cudaDeviceProp* props,
+                           cudaStream_t stream, bool programmatic) {
+  // RMSNORM_ATEN_REGISTERS=0: the span kernel instead, for A/B runs in one build.
+  static const bool disabled = [] {
+    const char* env = std::getenv("RMSNORM_ATEN_REGISTERS");
+    return env != nullptr && env[0] == '0';
+  }();
+  const RowLayout& layout = args.layout;
+  if (disabled) return false;
+  bool whole_groups = layout.hidden % kAtenVec == 0 && pointers_hold_groups(args, true);
+  for (int d = 0; d < layout.num_dims; ++d) whole_groups = whole_groups && layout.strides[d] % kAtenVec == 0;
+  const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
+  const bool head_tail = !whole_groups && !kFusedAdd && dense && pointers_hold_groups(args, false);
+  if (!whole_groups && !head_tail) return false;
+  // RMSNORM_REG_THREADS: the block size to aim for, for sweeps in one build.
+  static const int threads_target = [] {
+    const char* env = std::getenv("RMSNORM_REG_THREADS");
+    return env != nullptr ? std::atoi(env) : kAtenRegisterThreadsTarget;
+  }();
+  AtenRegisterConfig config = pick_aten_register_config(layout.rows, layout.hidden, int(sizeof(T)), sum,
+                                                        props->multiProcessorCount, threads_target);
+  if (!config.supported) return false;
+  if (head_tail || kFusedAdd) config.rows_per_thread = 1;  // (instantiated for one row per thread only)
+  bool launched = false;
+  const bool one_warp_rows = sum.threads_per_row() == 32;
+  // RMSNORM_REG_PREFETCH=0 / 1: the L2 prefetch off / on whatever the
+  // table says, for A/B runs in one build.
+  static const int prefetch_override = [] {
+    const char* env = std::getenv("RMSNORM_REG_PREFETCH");
+    return env == nullptr ? -1 : (env[0] == '1' ? 1 : 0);
+  }();
+  const bool prefetch = prefetch_override < 0 ? config.prefetch_l2 : prefetch_override == 1;
+  auto launch_with = [&](auto groups_tag, auto rows_tag) {
+    constexpr int kGroups = decltype(groups_tag)::value, kRows = decltype(rows_tag)::value;
+    // The instances compiled (each one for every CUDA arch): rows that fit in
+    // 96 registers (fp16 at 48 groups spills: its conversions stay live as
+    // floats); the fused op for ATen's one-warp rows only, one row per thread
+    // (prefill; decode-sized fused calls take the span kernel); odd rows
+    // likewise, unfused; several rows per thread as kShortRowGroups has them.
+    // Other shapes fall through to the span kernel.
+    constexpr bool kFits = kGroups * kAtenVec * sizeof(T) <= kAtenRegisterBytes &&
+                           !(std::is_same_v<T, c10::Half> && kGroups > 32);
+    constexpr bool kOneWarpInstance = kRows == 1 || kGroups * kRows == 4;
+    constexpr bool kAnyWidthInstance = (kRows == 1 && kGroups <= 32) || kGroups * kRows == 8;
+    if constexpr (kFits) {
+      const int64_t rows_per_block = int64_t(config.slots) * kRows;  // the grid follows the instance
+      const dim3 grid(unsigned((layout.rows + rows_per_block - 1) / rows_per_block));
+      auto run = [&](auto kernel) {
+        int64_t prefetch_rows = 0;  // a wave of resident blocks ahead
+        if (prefetch && int64_t(grid.x) > props->multiProcessorCount) {
+          // Once per kernel instance: rows of more than a warp take one row per block, one block size.
+          static const int per_sm = [&] {
+            int blocks = 0;
+            C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, config.threads, 0));
+            return std::max(blocks, 1);
+          }();
+          prefetch_rows = rows_per_block * per_sm * props->multiProcessorCount;
+        }
+        launch_kernel(kernel, grid, dim3(config.threads), stream, programmatic, args, sum, prefetch_rows);
+        launched = true;
+      };
+      if (head_tail) {
+        if constexpr (!kFusedAdd && kRows == 1) {
+          if (one_warp_rows) {
+            run(rms_norm_aten_registers_kernel<T, W, O, A, kHasWeight, false, kFp32Scale, true, true, kGroups, 1>);
+          }
+        }
+      } else if (one_warp_rows) {
+        if constexpr (kOneWarpInstance && (!kFusedAdd || kRows == 1)) {
+          run(rms_norm_aten_registers_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale, false, true, kGroups,
+                                             kRows>);
+        }
+      } else if constexpr (kAnyWidthInstance && !kFusedAdd) {
+        run(rms_norm_aten_registers_kernel<T, W, O, A, kHasWeight, false, kFp32Scale, false, false, kGroups, kRows>);
+      }
+    }
+  };
+  using std::integral_constant;
+  const int rows_per_thread = config.rows_per_thread;
+  switch (config.groups_per_thread) {
+    case 1:
+      rows_per_thread == 4 ? launch_with(integral_constant<int, 1>{}, integral_constant<int, 4>{})
+                           : launch_with(integral_constant<int, 1>{}, integral_constant<int, 1>{});
+      break;
+    case 2:
+      rows_per_thread == 2 ? launch_with(integral_constant<int, 2>{}, integral_constant<int, 2>{})
+                           : launch_with(integral_constant<int, 2>{}, integral_constant<int, 1>{});
+      break;
+    case 4:
+      rows_per_thread == 2 ? launch_with(integral_constant<int, 4>{}, integral_constant<int, 2>{})
+                           : launch_with(integral_constant<int, 4>{}, integral_constant<int, 1>{});
+      break;
+    case 8: launch_with(integral_constant<int, 8>{}, integral_constant<int, 1>{}); break;
+    case 16: launch_with(integral_constant<int, 16>{}, integral_constant<int, 1>{}); break;
+    case 24: launch_with(integral_constant<int, 24>{}, integral_constant<int, 1>{}); break;
+    case 32: launch_with(integral_constant<int, 32>{}, integral_constant<int, 1>{}); break;
+    case 48: launch_with(integral_constant<int, 48>{}, integral_constant<int, 1>{}); break;
+    default: break;
+  }
+  return launched;
+}
+
 // The span kernel for dense rows whose input and output start on 16-byte
 // boundaries (the fused op: aligned rows only); false when it does not apply
 // (strided or offset rows, rows beyond 64 KB, tiny rows): the general
@@ -818,6 +1173,10 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
     const cudaDeviceProp* props = at::cuda::getDeviceProperties(device);
     const AtenSumLayout sum = pick_aten_sum_layout(layout.rows, layout.hidden, props->multiProcessorCount,
                                                    props->maxThreadsPerMultiProcessor);
+    if (sum.supported && launch_aten_registers<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
+                             args, sum, props, stream, programmatic)) {
+      return;
+    }
     if (sum.supported && launch_aten_span<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
                              args, sum, rows_aligned, props, stream, programmatic)) {
       return;

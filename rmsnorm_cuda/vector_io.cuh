@@ -56,6 +56,32 @@ __device__ __forceinline__ Vec<T, N> load_vec_readonly(const T* ptr) {
   }
 }
 
+// N elements of T as 32-bit words, two 16-bit elements to a word. An array
+// of Vec<T, N> of bf16/fp16 held across a kernel may take a register per
+// element (the ATen-order register kernel spilled at 32 groups of 4 bf16 per
+// thread); words keep the elements packed.
+template <typename T, int N>
+struct PackedVec {
+  static_assert(N * sizeof(T) % 4 == 0, "whole 32-bit words");
+  static constexpr int kWords = int(N * sizeof(T) / 4);
+  uint32_t words[kWords];
+  __device__ __forceinline__ static PackedVec load(const T* ptr) {
+    PackedVec packed;
+    copy_words<int(sizeof(T)) * N>(packed.words, ptr);
+    return packed;
+  }
+  __device__ __forceinline__ static PackedVec of(const Vec<T, N>& value) {
+    PackedVec packed;
+    memcpy(packed.words, &value, sizeof(packed.words));
+    return packed;
+  }
+  __device__ __forceinline__ Vec<T, N> vec() const {
+    Vec<T, N> value;
+    memcpy(&value, words, sizeof(words));
+    return value;
+  }
+};
+
 template <typename T>
 __device__ __forceinline__ uint32_t bits_of_pair(const T& lo, const T& hi) {
   return uint32_t(lo.x) | (uint32_t(hi.x) << 16);  // c10::BFloat16 / c10::Half

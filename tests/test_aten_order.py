@@ -141,3 +141,55 @@ def test_span_config_covers_every_row(tmp_path):
         assert needed <= span_bytes <= 64 * 1024 and span_bytes % 16 == 0, case
     assert all(hidden < 16 or window_bytes > 64 * 1024 for hidden, window_bytes in declined), declined
     assert any(window_bytes > 64 * 1024 for _, window_bytes in declined), "rows past 64 KB take the general kernel"
+
+
+REGISTER_PROGRAM = r"""
+#include <cstdio>
+#include "launch_config.h"
+int main() {
+  long long rows, hidden;
+  int bytes;
+  while (std::scanf("%lld %lld %d", &rows, &hidden, &bytes) == 3) {
+    const auto sum = rmsnorm::pick_aten_sum_layout(rows, hidden, 132, 2048);
+    const auto c = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
+    std::printf("%d %d %d %d %d %d %d %d\n", int(c.supported), c.groups_per_thread, c.rows_per_thread, c.slots,
+                c.threads, sum.threads_per_row(), int(sum.supported), int(c.prefetch_l2));
+  }
+}
+"""
+
+
+def test_register_config_holds_each_thread_groups(tmp_path):
+    """pick_aten_register_config (the register kernel's shape): each thread
+    holds all of its ATen thread's float4 groups, in an instantiated count of
+    at most 384 bytes; several rows per thread (4 or 8 groups in all) only
+    for short rows of ATen's 32 or 512 threads; blocks of whole rows of ATen
+    threads, at most 512; the L2 prefetch for rows wider than a warp; and it
+    takes every row it can hold (bf16 hidden 128-6144 at >= 16 rows, odd
+    sizes such as 4097 among them; decode), declining rows under 128 (ATen's
+    unvectorized sum) and few rows of many groups (the span kernel's)."""
+    cases = [(r, h, b) for r in (1, 2, 7, 8, 16, 83, 128, 264, 2048, 8192, 65536)
+             for h in (127, 128, 130, 256, 768, 896, 2048, 3584, 4096, 4097, 5120, 6144, 8192, 16384, 32768, 65536)
+             for b in (2, 4)]
+    out = run_host_program(tmp_path, REGISTER_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
+    instantiated = (1, 2, 4, 8, 16, 24, 32, 48)
+    for (rows, hidden, element_bytes), line in zip(cases, out):
+        supported, groups, rows_per_thread, slots, threads, threads_per_row, sum_supported, prefetch = (
+            int(v) for v in line.split())
+        case = (rows, hidden, element_bytes, line)
+        needed = -(-(hidden // 4) // threads_per_row)
+        if hidden < 128:  # ATen's unvectorized sum: the span kernel's
+            assert not supported, case
+            continue
+        fitted = min((count for count in instantiated if count >= needed), default=10**9)
+        too_few = fitted >= 8 and rows * threads_per_row < 128 * 132  # the span kernel spreads these wider
+        if fitted * 4 * element_bytes > 384 or not sum_supported or too_few:
+            assert not supported, case  # too long for registers, ATen's global reduce, or too few rows
+            continue
+        assert supported, case
+        assert groups == fitted, case
+        assert rows_per_thread == 1 or (threads_per_row, rows_per_thread * groups) in ((32, 4), (512, 8)), case
+        assert threads == slots * threads_per_row and threads % 32 == 0 and threads <= 512, case
+        assert (threads_per_row >= 64) == bool(prefetch), case
+    covered = {(h, b) for (r, h, b), line in zip(cases, out) if line.split()[0] == "1" and r >= 16}
+    assert {(h, 2) for h in (128, 130, 256, 768, 896, 2048, 3584, 4096, 4097, 5120, 6144, 8192)} <= covered

@@ -101,11 +101,14 @@ def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows)
 
 
 # Many rows: the CUDA kernels give a block several rows (16-byte windows that
-# straddle two odd-sized rows) and, for odd rows, walk more spans than there
-# are resident blocks. Smaller on the CPU, whose kernel has no such split; the
+# straddle two odd-sized rows; in the register kernel, several rows per
+# thread for short rows, 4099 not a multiple of them) and, for odd rows, walk
+# more spans than there are resident blocks. Smaller on the CPU, whose kernel has no such split; the
 # same count on both, so that no parametrization is skipped.
-MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097), (100, 127), (9, 8192)],
-             "cuda": [(600, 769), (2100, 256), (20000, 769), (3000, 4097), (2048, 4096), (1000, 127), (513, 8192)]}
+MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097), (100, 127), (9, 8192),
+                     (70, 128), (40, 2048)],
+             "cuda": [(600, 769), (2100, 256), (20000, 769), (3000, 4097), (2048, 4096), (1000, 127), (513, 8192),
+                      (4099, 128), (1000, 2048)]}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
