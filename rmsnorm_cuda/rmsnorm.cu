@@ -1034,10 +1034,13 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
     // The instances compiled (each one for every CUDA arch): rows that fit in
     // 96 registers (fp16 at 48 groups spills: its conversions stay live as
     // floats); the fused op for ATen's one-warp rows only, one row per thread
-    // (prefill; decode-sized fused calls take the span kernel); odd rows
-    // likewise, unfused; several rows per thread as kShortRowGroups has them.
-    // Other shapes fall through to the span kernel.
-    constexpr bool kFits = kGroups * kAtenVec * sizeof(T) <= kAtenRegisterBytes &&
+    // and at most 64 registers of row (prefill; bf16 at 48 groups spilled:
+    // 8192x5120 0.59 of copy, the span kernel 0.82; decode-sized fused calls
+    // take the span kernel too); odd rows likewise, unfused; several rows per
+    // thread as kShortRowGroups has them. Other shapes fall through to the
+    // span kernel.
+    constexpr int kRowBytes = kGroups * kAtenVec * int(sizeof(T));
+    constexpr bool kFits = kRowBytes <= (kFusedAdd ? 256 : kAtenRegisterBytes) &&
                            !(std::is_same_v<T, c10::Half> && kGroups > 32);
     constexpr bool kOneWarpInstance = kRows == 1 || kGroups * kRows == 4;
     constexpr bool kAnyWidthInstance = (kRows == 1 && kGroups <= 32) || kGroups * kRows == 8;
