@@ -12,6 +12,8 @@
 #include <torch/all.h>
 
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -299,6 +301,20 @@ inline bool use_aten_sum_order() {
     return order != "batch_invariant";
   }();
   return aten;
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory on `device` (past the
+// 48 KB default). The driver call is made once per kernel, device and larger
+// size, not on every launch (the span kernel takes > 48 KB at 8x4096 decode).
+template <typename... KernelArgs>
+void allow_dynamic_smem(void (*kernel)(KernelArgs...), size_t bytes, int device) {
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, size_t> allowed;
+  const std::lock_guard<std::mutex> lock(mutex);
+  size_t& granted = allowed[{reinterpret_cast<const void*>(kernel), device}];
+  if (granted >= bytes) return;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  granted = bytes;
 }
 
 template <typename... KernelArgs, typename... Args>

@@ -487,6 +487,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
                                                                                   const AtenSumLayout layout_of_sum,
                                                                                   const int64_t prefetch_rows) {
   static_assert(kRows == 1 || kGroups <= 4, "several rows per thread only for short rows");
+  static_assert(!kHeadTail || (kRows == 1 && !kFusedAdd), "odd rows: one per thread, unfused");
   using Group = PackedVec<T, kAtenVec>;
   using WeightGroup = PackedVec<W, kAtenVec>;
   // The weight before the sum, when a thread holds few groups (decode: one
@@ -540,11 +541,6 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
     const int tail = hidden - head[r] - groups_end[r];
     return g < tail ? first[r] - g * kAtenVec + groups_end[r] + g : -1;
   };
-  auto fused = [&](T x, int64_t dense) {  // T(addend + input), stored as the residual stream
-    const T added = static_cast<T>(__fadd_rn(to_float(args.addend[dense]), to_float(x)));
-    args.input_out[dense] = added;
-    return added;
-  };
 
   wait_for_previous_grid();
   Group x[kRows][kGroups];
@@ -563,8 +559,8 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
     head_x[r] = tail_x[r] = T(0.f);
     if constexpr (kHeadTail) {
       const int64_t h = head_element(r), t = tail_element(r);
-      if (active[r] && h >= 0) head_x[r] = kFusedAdd ? fused(args.input[h], h) : args.input[h];
-      if (active[r] && t >= 0) tail_x[r] = kFusedAdd ? fused(args.input[t], t) : args.input[t];
+      if (active[r] && h >= 0) head_x[r] = args.input[h];
+      if (active[r] && t >= 0) tail_x[r] = args.input[t];
     }
     if constexpr (kFusedAdd) {
 #pragma unroll
@@ -640,7 +636,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
     total = aten_tree_sum(total, sum, g, partials);
     inv_rms[r] = inverse_rms(total, args.mean_factor, args.eps);
   }
-  if (!kOneWarpRows && threads_per_row > 32) {  // the total is ATen's in g == 0 only
+  if constexpr (!kOneWarpRows) {  // the total is ATen's in g == 0 only
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       if (g == 0) inv_rms_of_slot[r][slot] = inv_rms[r];
@@ -667,21 +663,17 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
       }
     }
   }
-  // The weight in batches, every load of a batch issued before its stores;
-  // aligned rows share one weight, so the first row's loads serve them all.
+  // The weight in batches, every load of a batch issued before its stores.
+  // Several rows per thread are aligned rows: one weight, loaded for the first.
 #pragma unroll
   for (int k0 = 0; k0 < kGroups; k0 += kBatch) {
-    constexpr int kWeightRows = kHeadTail ? kRows : 1;
-    WeightGroup wb[kWeightRows][kBatch];
+    WeightGroup wb[kBatch];
 #pragma unroll
-    for (int r = 0; r < kWeightRows; ++r) {
-#pragma unroll
-      for (int j = 0; j < kBatch; ++j) {
-        if constexpr (kPrefetchWeight) {
-          wb[r][j] = w[k0 + j];
-        } else if constexpr (kHasWeight) {
-          if (has_group(r, k0 + j)) wb[r][j] = weight_group(r, k0 + j);
-        }
+    for (int j = 0; j < kBatch; ++j) {
+      if constexpr (kPrefetchWeight) {
+        wb[j] = w[k0 + j];
+      } else if constexpr (kHasWeight) {
+        if (has_group(0, k0 + j)) wb[j] = weight_group(0, k0 + j);
       }
     }
 #pragma unroll
@@ -691,7 +683,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
       for (int j = 0; j < kBatch; ++j) {
         const int k = k0 + j;
         const Vec<O, kAtenVec> y = normalize_vec<T, W, O, kAtenVec, kHasWeight, kFp32Scale>(
-            x[r][k].vec(), inv_rms[r], wb[kHeadTail ? r : 0][j].vec(), add_one);
+            x[r][k].vec(), inv_rms[r], wb[j].vec(), add_one);
         if (has_group(r, k)) store_vec<O, kAtenVec>(out_first + k * group_step, y);
       }
     }
@@ -966,29 +958,27 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
   }
 }
 
-// True when every row of every tensor the kernel touches starts on a 16-byte
-// boundary and spans whole 16-byte chunks of the input.
+// True when every pointer the kernel touches sits on a multiple of
+// `elements` elements of its own type (the weight only if `with_weight`).
 template <typename T, typename W, typename O, typename A>
-bool rows_are_aligned(const NormArgs<T, W, O, A>& args) {
-  constexpr int kFull = 16 / sizeof(T);
-  const RowLayout& layout = args.layout;
-  if (layout.hidden % kFull != 0) return false;
-  for (int d = 0; d < layout.num_dims; ++d) {
-    if (layout.strides[d] % kFull != 0) return false;
-  }
-  return is_aligned(args.input, sizeof(T) * kFull) && is_aligned(args.out, sizeof(O) * kFull) &&
-         (args.weight == nullptr || is_aligned(args.weight, sizeof(W) * kFull)) &&
-         (args.addend == nullptr || is_aligned(args.addend, sizeof(A) * kFull)) &&
-         (args.input_out == nullptr || is_aligned(args.input_out, sizeof(T) * kFull));
+bool pointers_on(const NormArgs<T, W, O, A>& args, int elements, bool with_weight = true) {
+  return is_aligned(args.input, sizeof(T) * elements) && is_aligned(args.out, sizeof(O) * elements) &&
+         (!with_weight || args.weight == nullptr || is_aligned(args.weight, sizeof(W) * elements)) &&
+         (args.addend == nullptr || is_aligned(args.addend, sizeof(A) * elements)) &&
+         (args.input_out == nullptr || is_aligned(args.input_out, sizeof(T) * elements));
 }
 
-// Every pointer on a float4 group (4 elements) of its tensor.
+// ... and every row of every tensor starts on such a multiple and spans
+// whole ones: 16-byte chunks of the input (the batch-invariant and span
+// kernels' aligned rows) or float4 groups (the register kernel).
 template <typename T, typename W, typename O, typename A>
-bool pointers_hold_groups(const NormArgs<T, W, O, A>& args, bool with_weight) {
-  return is_aligned(args.input, sizeof(T) * kAtenVec) && is_aligned(args.out, sizeof(O) * kAtenVec) &&
-         (!with_weight || args.weight == nullptr || is_aligned(args.weight, sizeof(W) * kAtenVec)) &&
-         (args.addend == nullptr || is_aligned(args.addend, sizeof(A) * kAtenVec)) &&
-         (args.input_out == nullptr || is_aligned(args.input_out, sizeof(T) * kAtenVec));
+bool rows_on(const NormArgs<T, W, O, A>& args, int elements) {
+  const RowLayout& layout = args.layout;
+  if (layout.hidden % elements != 0) return false;
+  for (int d = 0; d < layout.num_dims; ++d) {
+    if (layout.strides[d] % elements != 0) return false;
+  }
+  return pointers_on(args, elements);
 }
 
 // The register kernel where AtenRegisterConfig takes the shape; false
@@ -1006,10 +996,9 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   }();
   const RowLayout& layout = args.layout;
   if (disabled) return false;
-  bool whole_groups = layout.hidden % kAtenVec == 0 && pointers_hold_groups(args, true);
-  for (int d = 0; d < layout.num_dims; ++d) whole_groups = whole_groups && layout.strides[d] % kAtenVec == 0;
+  const bool whole_groups = rows_on(args, kAtenVec);
   const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
-  const bool head_tail = !whole_groups && !kFusedAdd && dense && pointers_hold_groups(args, false);
+  const bool head_tail = !whole_groups && !kFusedAdd && dense && pointers_on(args, kAtenVec, false);
   if (!whole_groups && !head_tail) return false;
   // RMSNORM_REG_THREADS: the block size to aim for, for sweeps in one build.
   static const int threads_target = [] {
@@ -1108,7 +1097,7 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
 // ATen-order kernel then runs.
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
 bool launch_aten_span(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned,
-                      const cudaDeviceProp* props, cudaStream_t stream, bool programmatic) {
+                      const cudaDeviceProp* props, int device, cudaStream_t stream, bool programmatic) {
   const RowLayout& layout = args.layout;
   const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
   if (!dense || !is_aligned(args.input, 16) || !is_aligned(args.out, 16)) return false;
@@ -1136,9 +1125,7 @@ bool launch_aten_span(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum
   if (smem + kStaticBytes > props->sharedMemPerBlockOptin) return false;
   const int64_t num_spans = (layout.rows + config.rows_per_block - 1) / config.rows_per_block;
   auto launch_with = [&](auto kernel) {
-    if (smem + kStaticBytes > 48 * 1024) {
-      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    }
+    if (smem + kStaticBytes > 48 * 1024) allow_dynamic_smem(kernel, smem, device);
     // A resident grid: each block stages the weight once and overlaps the
     // copy of its next span with the work on this one.
     int64_t blocks = num_spans;
@@ -1171,7 +1158,7 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
 
   // Chunks per row: ceil((head + hidden) / kFull) with head up to kFull - 1
   // when rows may start off a 16-byte boundary.
-  const bool rows_aligned = rows_are_aligned(args);
+  const bool rows_aligned = rows_on(args, kFull);
   if (use_aten_sum_order()) {
     const cudaDeviceProp* props = at::cuda::getDeviceProperties(device);
     const AtenSumLayout sum = pick_aten_sum_layout(layout.rows, layout.hidden, props->multiProcessorCount,
@@ -1181,7 +1168,7 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
       return;
     }
     if (sum.supported && launch_aten_span<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
-                             args, sum, rows_aligned, props, stream, programmatic)) {
+                             args, sum, rows_aligned, props, device, stream, programmatic)) {
       return;
     }
     if (sum.supported) {
@@ -1204,9 +1191,7 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
       constexpr int kNV = decltype(vecs_tag)::value;
       auto* kernel = rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, false, false, kFp32Scale>;
       const size_t smem = kHasWeight ? StagedWeight<W>::bytes(int(layout.hidden)) : 0;
-      if (smem > 48 * 1024) {  // odd rows past 12K elements: opt in to more shared memory
-        C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-      }
+      if (smem > 48 * 1024) allow_dynamic_smem(kernel, smem, device);  // odd rows past 12K elements
       int per_sm = 0;
       C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, int(block.x), smem));
       const int64_t resident = int64_t(at::cuda::getDeviceProperties(device)->multiProcessorCount) *
