@@ -304,40 +304,59 @@ inline AtenSpanConfig pick_aten_span_config(int64_t rows, int64_t hidden, int el
   return config;
 }
 
-// Backward: x and dy of a row in registers plus the thread's dweight sums
-// (kVec floats per chunk), so a thread holds fewer chunks than in the forward.
-// Rows of more than 2048 chunks (bf16 > 16K) take the any-length kernel.
+// Backward (rmsnorm_backward.cu; measurements in benchmarks/NOTES.md, v12).
+// A thread holds x, dy and the weight of its chunks packed, and the dweight
+// sums of its columns in fp32 (kVec floats per chunk); no row is prefetched:
+// more resident threads moved more bytes than a second row in registers.
+//   chunks  rows of           registers  threads per SM
+//   2       <= 512 chunks     64         2048 (bf16 hidden <= 4096)
+//   4       <= 2048 chunks    128        512  (bf16 hidden <= 16384)
+// Several rows share a block, each with its own named barrier, so that the
+// block adds its rows' dweight sums before writing one partial row: the
+// partials (one per block) and the kernel that adds them stay small.
+// Longer rows, and rows whose chunks are not 16-byte aligned, take the
+// any-length kernel.
 struct BackwardLaunchConfig {
-  int vecs_per_thread = 1;
+  int chunks_per_thread = 2;
   int threads_per_row_log2 = 0;
   int rows_per_block = 1;
   bool any_length = false;
   int threads_per_block() const { return (1 << threads_per_row_log2) * rows_per_block; }
 };
-constexpr VecsPerThreadRule kBackwardVectorRules[] = {
-    {256, 1},   // bf16 hidden <= 2048
-    {1024, 2},  // <= 8192: 4096 takes 256 threads of 2 chunks
-    {2048, 4},  // <= 16384
+struct BackwardChunkRule {
+  int64_t max_chunks_per_row;
+  int chunks_per_thread;
+  int max_threads_per_block;  // the kernel's launch bound for that chunk count
 };
+constexpr BackwardChunkRule kBackwardChunkRules[] = {
+    {512, 2, 1024},
+    {2048, 4, 512},
+};
+constexpr int kBackwardMaxRowsPerBlock = 8;  // named barriers 1..8, one per row
 constexpr int kBackwardAnyThreads = 256;
 
-inline BackwardLaunchConfig pick_backward_launch_config(int64_t num_vecs) {
+// rows: spread over at least `sm_count` blocks before rows share one.
+inline BackwardLaunchConfig pick_backward_launch_config(int64_t num_chunks, int64_t rows, int sm_count) {
   BackwardLaunchConfig config;
-  int target = 0;
-  for (const auto& rule : kBackwardVectorRules) {
-    if (num_vecs <= rule.max_vecs_per_row) {
-      target = rule.target_vecs_per_thread;
+  const BackwardChunkRule* rule = nullptr;
+  for (const auto& candidate : kBackwardChunkRules) {
+    if (num_chunks <= candidate.max_chunks_per_row) {
+      rule = &candidate;
       break;
     }
   }
-  if (target == 0) {
+  if (rule == nullptr) {
     config.any_length = true;
     return config;
   }
-  config.threads_per_row_log2 = std::min(ceil_log2((num_vecs + target - 1) / target), kMaxThreadsPerRowLog2);
+  config.chunks_per_thread = rule->chunks_per_thread;
+  const int64_t threads_wanted = (num_chunks + rule->chunks_per_thread - 1) / rule->chunks_per_thread;
+  config.threads_per_row_log2 = ceil_log2(threads_wanted);
   const int64_t threads_per_row = int64_t{1} << config.threads_per_row_log2;
-  config.vecs_per_thread = int(int64_t{1} << ceil_log2((num_vecs + threads_per_row - 1) / threads_per_row));
-  config.rows_per_block = int(std::max<int64_t>(1, kThreadsPerBlockTarget / threads_per_row));
+  int64_t rows_per_block = std::max<int64_t>(1, rule->max_threads_per_block / threads_per_row);
+  rows_per_block = std::min<int64_t>(rows_per_block, kBackwardMaxRowsPerBlock);
+  rows_per_block = std::min<int64_t>(rows_per_block, std::max<int64_t>(1, rows / std::max(1, sm_count)));
+  config.rows_per_block = int(rows_per_block);
   return config;
 }
 

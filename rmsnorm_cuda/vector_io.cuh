@@ -70,6 +70,23 @@ struct PackedVec {
     copy_words<int(sizeof(T)) * N>(packed.words, ptr);
     return packed;
   }
+  // Through the read-only data path (see load_vec_readonly).
+  __device__ __forceinline__ static PackedVec load_readonly(const T* ptr) {
+    if constexpr (kWords % 4 == 0) {
+      PackedVec packed;
+#pragma unroll
+      for (int i = 0; i < kWords / 4; ++i) {
+        const uint4 word4 = __ldg(reinterpret_cast<const uint4*>(ptr) + i);
+        packed.words[4 * i] = word4.x;
+        packed.words[4 * i + 1] = word4.y;
+        packed.words[4 * i + 2] = word4.z;
+        packed.words[4 * i + 3] = word4.w;
+      }
+      return packed;
+    } else {
+      return load(ptr);
+    }
+  }
   __device__ __forceinline__ static PackedVec of(const Vec<T, N>& value) {
     PackedVec packed;
     memcpy(packed.words, &value, sizeof(packed.words));

@@ -7,7 +7,7 @@ import torch
 from kernels import Mode, kernelize, use_kernel_mapping
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from conftest import bit_view
+from conftest import bit_view, requires_cuda
 from test_transformers import kernelized_norms, our_mapping, tiny_llama
 
 # fp32 gradients differ from HF's only through the summation order; bf16 ones
@@ -199,3 +199,50 @@ def test_dweight_over_many_blocks_is_deterministic_and_right(kernel, device):
     normed = (x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + 1e-6)).float().double()
     expected = (grad.double() * normed).sum(0)
     torch.testing.assert_close(w.grad.double(), expected, rtol=1e-5, atol=1e-3)
+
+
+# Row widths that reach each CUDA backward path: the row kernel with one, two
+# and four 16-byte chunks per thread (256- and 512-thread rows), several rows
+# per block, and the any-length kernel (widths off a 16-byte multiple, rows of
+# more than 2048 chunks).
+BACKWARD_CASES = [("cpu", width) for width in (96, 384, 4100)] + [
+    pytest.param("cuda", width, marks=requires_cuda, id=f"cuda-{width}")
+    for width in (96, 384, 2048, 4096, 8192, 12288, 4100, 20000)
+]
+
+
+def _relative_error(value, reference):
+    return ((value.double() - reference).abs().max() / reference.abs().max()).item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("device, width", BACKWARD_CASES)
+def test_gradients_across_row_widths(kernel, device, dtype, width):
+    """dx and dweight of every backward path against an fp64 autograd of the
+    same math: within a small multiple of the error of HF's own autograd in
+    the same dtype (HF rounds more often than our fp32 accumulation does)."""
+    torch.manual_seed(width)
+    rows = 1500 if device == "cuda" else 40
+    module = LlamaRMSNorm(width, eps=1e-6).to(device=device, dtype=dtype)
+    with torch.no_grad():
+        module.weight.uniform_(0.5, 1.5)
+    x = torch.randn(rows, width, device=device).to(dtype)
+    grad_out = torch.randn(rows, width, device=device).to(dtype)
+
+    x64 = x.double().requires_grad_()
+    w64 = module.weight.detach().double().requires_grad_()
+    (w64 * (x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + 1e-6))).backward(grad_out.double())
+
+    x_hf = x.clone().requires_grad_()
+    module(x_hf).backward(grad_out)
+    hf_dx, hf_dw = x_hf.grad, module.weight.grad.clone()
+    module.weight.grad = None
+    x_ours = x.clone().requires_grad_()
+    kernel.rms_norm(x_ours, module.weight, 1e-6).backward(grad_out)
+    ours_dx, ours_dw = x_ours.grad, module.weight.grad
+
+    assert ours_dx.dtype == dtype and ours_dw.dtype == dtype
+    slack = 1e-5 if dtype == torch.float32 else 1e-3
+    for name, ours, hf, ref in (("dx", ours_dx, hf_dx, x64.grad), ("dweight", ours_dw, hf_dw, w64.grad)):
+        ours_error, hf_error = _relative_error(ours, ref), _relative_error(hf, ref)
+        assert ours_error <= 2 * hf_error + slack, (name, ours_error, hf_error)
