@@ -68,6 +68,22 @@ __device__ __forceinline__ uint32_t round_pair(float lo, float hi) {
   return packed;
 }
 
+// a * b of two pairs of bf16/fp16 values, each rounded once to the type:
+// fma with -0, and the product of two 16-bit values is exact in fp32 (a bf16
+// product too small for fp32's subnormals rounds to zero either way), so
+// this is static_cast<T>(__fmul_rn(a, b)) of each, ATen's bf16/fp16 multiply.
+template <typename T>
+__device__ __forceinline__ uint32_t multiply_pair(uint32_t a, uint32_t b) {
+  uint32_t product;
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(product) : "r"(a), "r"(b), "r"(0x80008000u));
+  } else {
+    static_assert(std::is_same_v<T, c10::Half>, "bf16 or fp16");
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(product) : "r"(a), "r"(b), "r"(0x80008000u));
+  }
+  return product;
+}
+
 template <typename T>
 __device__ __forceinline__ void set_pair(T& lo, T& hi, uint32_t packed) {
   lo = T(uint16_t(packed & 0xffffu), T::from_bits());
@@ -165,7 +181,10 @@ __device__ __forceinline__ Vec<O, N> normalize_vec(const Vec<T, N>& x, float inv
     for (int i = 0; i < N; i += 2) {
       const uint32_t rounded =
           round_pair<T>(__fmul_rn(to_float(x.v[i]), inv_rms), __fmul_rn(to_float(x.v[i + 1]), inv_rms));
-      if constexpr (kHasWeight) {
+      if constexpr (kHasWeight && std::is_same_v<W, T> && std::is_same_v<O, T>) {
+        // HF's `weight * hidden_states.to(input_dtype)`: a 16-bit multiply
+        set_pair(y.v[i], y.v[i + 1], multiply_pair<T>(bits_of_pair(w.v[i], w.v[i + 1]), rounded));
+      } else if constexpr (kHasWeight) {
         const float lo = __fmul_rn(to_float(w.v[i]), half_word_as_float<T>(rounded, false));
         const float hi = __fmul_rn(to_float(w.v[i + 1]), half_word_as_float<T>(rounded, true));
         set_pair(y.v[i], y.v[i + 1], round_pair<O>(lo, hi));

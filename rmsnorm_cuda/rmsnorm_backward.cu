@@ -63,21 +63,6 @@ __device__ __forceinline__ void round_to_T_pair(float& lo, float& hi) {
   }
 }
 
-// a * b of two pairs of bf16/fp16 values, each rounded once to the type
-// (fma with -0: the product of two 16-bit values is exact before rounding, so
-// this is the fp32 product rounded, as static_cast<T>(__fmul_rn(a, b)) is).
-template <typename T>
-__device__ __forceinline__ uint32_t multiply_pair(uint32_t a, uint32_t b) {
-  uint32_t product;
-  if constexpr (std::is_same_v<T, c10::BFloat16>) {
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(product) : "r"(a), "r"(b), "r"(0x80008000u));
-  } else {
-    static_assert(std::is_same_v<T, c10::Half>, "bf16 or fp16");
-    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(product) : "r"(a), "r"(b), "r"(0x80008000u));
-  }
-  return product;
-}
-
 // grad_of_normed of elements i and i + 1 of a chunk. Llama order with x, dy
 // and the weight of one 16-bit type: T(dy * w) of the pair in one packed
 // multiply, straight from the packed registers. The backward issues about
