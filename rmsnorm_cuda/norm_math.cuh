@@ -95,9 +95,10 @@ __device__ __forceinline__ void set_pair(T& lo, T& hi, uint32_t packed) {
 // the result is the same on every run. Rows wider than a warp go through
 // shared memory; kReused adds the barrier a caller needs to call this again
 // (a loop over rows) without overwriting sums still being read.
-template <int N, bool kReused = false>
-__device__ __forceinline__ void row_sum(float (&values)[N], int threads_per_row_log2) {
-  const int threads_per_row = 1 << threads_per_row_log2;
+// The butterfly inside a warp: each run of threads_per_row lanes (up to 32)
+// gets its totals.
+template <int N>
+__device__ __forceinline__ void warp_row_sum(float (&values)[N], int threads_per_row) {
   const int width = threads_per_row < 32 ? threads_per_row : 32;
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) {
@@ -106,6 +107,12 @@ __device__ __forceinline__ void row_sum(float (&values)[N], int threads_per_row_
       for (int n = 0; n < N; ++n) values[n] += __shfl_xor_sync(0xffffffffu, values[n], offset);
     }
   }
+}
+
+template <int N, bool kReused = false>
+__device__ __forceinline__ void row_sum(float (&values)[N], int threads_per_row_log2) {
+  const int threads_per_row = 1 << threads_per_row_log2;
+  warp_row_sum(values, threads_per_row);
   if (threads_per_row <= 32) return;
 
   __shared__ float warp_sums[N][32];

@@ -115,14 +115,7 @@ __device__ __forceinline__ void named_barrier(int id, int threads) {
 template <int N>
 __device__ __forceinline__ void slot_row_sum(float (&values)[N], int threads_per_row_log2, int slot) {
   const int threads_per_row = 1 << threads_per_row_log2;
-  const int width = threads_per_row < 32 ? threads_per_row : 32;
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    if (offset < width) {
-#pragma unroll
-      for (int n = 0; n < N; ++n) values[n] += __shfl_xor_sync(0xffffffffu, values[n], offset);
-    }
-  }
+  warp_row_sum(values, threads_per_row);
   if (threads_per_row <= 32) return;
   __shared__ float warp_sums[1024 / 32][N];  // a block has at most 1024 threads
   const int warp = threadIdx.x >> 5;
