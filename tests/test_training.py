@@ -246,3 +246,46 @@ def test_gradients_across_row_widths(kernel, device, dtype, width):
     for name, ours, hf, ref in (("dx", ours_dx, hf_dx, x64.grad), ("dweight", ours_dw, hf_dw, w64.grad)):
         ours_error, hf_error = _relative_error(ours, ref), _relative_error(hf, ref)
         assert ours_error <= 2 * hf_error + slack, (name, ours_error, hf_error)
+
+
+BACKWARD_CONFIG_PROGRAM = r"""
+#include <cstdio>
+#include "launch_config.h"
+int main() {
+  long long chunks, rows;
+  while (std::scanf("%lld %lld", &chunks, &rows) == 2) {
+    const auto c = rmsnorm::pick_backward_launch_config(chunks, rows, 132);
+    std::printf("%d %d %d %d\n", int(c.any_length), c.chunks_per_thread, c.threads_per_row_log2, c.rows_per_block);
+  }
+}
+"""
+
+
+def test_backward_config_covers_each_row(tmp_path):
+    """pick_backward_launch_config (the CUDA row kernel's shape, on the CPU):
+    a row's 16-byte chunks fit its threads at 2 or 4 per thread in the fewest
+    power-of-two threads; blocks within the kernel's launch bound (1024
+    threads at 2 chunks, 512 at 4: the register budget the kernel is
+    compiled for); at most 8 rows per block (named barriers 1-8), rows
+    shared only once every SM has a block; rows over 2048 chunks take the
+    any-length kernel."""
+    from test_aten_order import run_host_program
+
+    cases = [(c, r) for c in (1, 2, 3, 12, 48, 64, 100, 128, 256, 257, 448, 512, 513, 640, 1024, 1536, 2048, 2049, 4096)
+             for r in (1, 7, 131, 132, 300, 600, 8192, 65536)]
+    out = run_host_program(tmp_path, BACKWARD_CONFIG_PROGRAM, [f"{c} {r}" for c, r in cases])
+    bound = {2: 1024, 4: 512}
+    for (chunks, rows), line in zip(cases, out):
+        any_length, per_thread, log2, rows_per_block = (int(v) for v in line.split())
+        case = (chunks, rows, line)
+        if chunks > 2048:
+            assert any_length, case
+            continue
+        assert not any_length and per_thread == (2 if chunks <= 512 else 4), case
+        threads_per_row = 1 << log2
+        assert threads_per_row * per_thread >= chunks, case  # the row is covered
+        assert threads_per_row == 1 or (threads_per_row // 2) * per_thread < chunks, case  # and no wider
+        assert 1 <= rows_per_block <= 8 and threads_per_row * rows_per_block <= bound[per_thread], case
+        assert rows_per_block == 1 or rows >= 132 * rows_per_block, case
+        expected = min(8, max(1, bound[per_thread] // threads_per_row), max(1, rows // 132))
+        assert rows_per_block == expected, case
