@@ -329,11 +329,14 @@ inline bool use_aten_sum_order() {
   return aten;
 }
 
+constexpr size_t kDefaultDynamicSmemBytes = 48 * 1024;
+
 // Lets `kernel` take `bytes` of dynamic shared memory on `device` (past the
 // 48 KB default). The driver call is made once per kernel, device and larger
 // size, not on every launch (the span kernel takes > 48 KB at 8x4096 decode).
 template <typename... KernelArgs>
 void allow_dynamic_smem(void (*kernel)(KernelArgs...), size_t bytes, int device) {
+  if (bytes <= kDefaultDynamicSmemBytes) return;  // every launch may take that much: no lock on the launch path
   static std::mutex mutex;
   static std::map<std::pair<const void*, int>, size_t> allowed;
   const std::lock_guard<std::mutex> lock(mutex);

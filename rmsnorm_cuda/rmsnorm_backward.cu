@@ -85,8 +85,8 @@ __device__ __forceinline__ void grads_of_pair(const PackedVec<G, N>& dy, const P
     } else {
       const float w0 = element_as_float(w, i), w1 = element_as_float(w, i + 1);
       if constexpr (kFp32Scale) {
-        g0 = __fmul_rn(dy0, add_one ? __fadd_rn(1.f, w0) : w0);
-        g1 = __fmul_rn(dy1, add_one ? __fadd_rn(1.f, w1) : w1);
+        g0 = __fmul_rn(dy0, fp32_scale(w0, add_one));
+        g1 = __fmul_rn(dy1, fp32_scale(w1, add_one));
       } else {
         g0 = __fmul_rn(dy0, w0);
         g1 = __fmul_rn(dy1, w1);
