@@ -329,14 +329,20 @@ inline bool use_aten_sum_order() {
   return aten;
 }
 
-constexpr size_t kDefaultDynamicSmemBytes = 48 * 1024;
+// A block may take this much shared memory, static and dynamic together,
+// without cudaFuncAttributeMaxDynamicSharedMemorySize.
+constexpr size_t kDefaultSharedBytes = 48 * 1024;
+// At least the static shared memory of every kernel here (5 KB the most:
+// tests/test_build.py reads it from the built library).
+constexpr size_t kStaticSharedBound = 8 * 1024;
 
-// Lets `kernel` take `bytes` of dynamic shared memory on `device` (past the
-// 48 KB default). The driver call is made once per kernel, device and larger
-// size, not on every launch (the span kernel takes > 48 KB at 8x4096 decode).
+// Lets `kernel` take `bytes` of dynamic shared memory on `device` beside its
+// static shared memory. The driver call is made once per kernel, device and
+// larger size, not on every launch (the span kernel takes > 48 KB at 8x4096
+// decode); sizes every launch may take return before the lock.
 template <typename... KernelArgs>
 void allow_dynamic_smem(void (*kernel)(KernelArgs...), size_t bytes, int device) {
-  if (bytes <= kDefaultDynamicSmemBytes) return;  // every launch may take that much: no lock on the launch path
+  if (bytes + kStaticSharedBound <= kDefaultSharedBytes) return;
   static std::mutex mutex;
   static std::map<std::pair<const void*, int>, size_t> allowed;
   const std::lock_guard<std::mutex> lock(mutex);

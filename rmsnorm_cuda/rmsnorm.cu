@@ -325,6 +325,34 @@ __device__ __forceinline__ float aten_tree_sum(float total, const AtenSumLayout&
   return total;
 }
 
+// aten_tree_sum of kRows one-warp rows at once (ATen's lanes = 32): the same
+// butterfly levels (offsets 16 .. 1), but while several rows remain a lane
+// keeps half of them and sends its partner the other half, so each level
+// moves one value per lane where the row-by-row sum moves kRows (65536x128:
+// 6 shuffles for four rows instead of 20). Every partial sum is the one the
+// row-by-row butterfly forms (a + b == b + a bitwise). On return totals[0]
+// is the total of row lane / (32 / kRows), valid in every lane.
+template <int kRows>
+__device__ __forceinline__ void warp_tree_sums_of_rows(float (&totals)[kRows]) {
+  static_assert(kRows >= 1 && kRows <= 32 && (kRows & (kRows - 1)) == 0, "a power of two of rows");
+  const int lane = int(threadIdx.x) & 31;
+#pragma unroll
+  for (int offset = 16, held = kRows; offset > 0; offset >>= 1) {
+    if (held > 1) {
+      const bool upper = (lane & offset) != 0;  // keeps the upper half of the rows it holds
+      held /= 2;
+#pragma unroll
+      for (int i = 0; i < held; ++i) {
+        const float kept = upper ? totals[held + i] : totals[i];
+        const float sent = upper ? totals[i] : totals[held + i];
+        totals[i] = __fadd_rn(kept, __shfl_xor_sync(0xffffffffu, sent, offset));
+      }
+    } else {
+      totals[0] = __fadd_rn(totals[0], __shfl_xor_sync(0xffffffffu, totals[0], offset));
+    }
+  }
+}
+
 // The non-vectorized layout (hidden < 128): element j to thread j mod
 // threads_per_row, accumulator (j / threads_per_row) mod 4, four at a time
 // so that the accumulators stay in registers.
@@ -480,7 +508,9 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_order_kernel(co
 // elements before the first group) and tail go element by element to the
 // threads ATen gives them: head element e to thread shift + e, initializing
 // accumulator 0; tail element e added to accumulator 0 of thread e last. The
-// weight of such rows is misaligned: element loads.
+// weight's groups of such rows are `head` columns off its aligned ones:
+// PackedVec::load_shifted (measured with element loads, H200 bf16 v12:
+// 8192x4097 0.60, 8192x5121 0.51 of copy).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
           bool kHeadTail, bool kOneWarpRows, int kGroups, int kRows>
 __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kernel(const NormArgs<T, W, O, A> args,
@@ -602,10 +632,9 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
   auto weight_group = [&](int r, int k) {
     const int col = int(first[r] - row[r] * layout.hidden) + k * group_step;
     if constexpr (kHeadTail) {
-      Vec<W, kAtenVec> w;
-#pragma unroll
-      for (int i = 0; i < kAtenVec; ++i) w.v[i] = args.weight[col + i];
-      return WeightGroup::of(w);
+      // The row's groups start `head` columns past the weight's (aligned)
+      // groups: two aligned loads and a shift, not four element loads.
+      return WeightGroup::load_shifted(args.weight + (col - head[r]), head[r]);
     } else {
       return WeightGroup::load(args.weight + col);
     }
@@ -618,7 +647,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
     }
   }
 
-  float inv_rms[kRows];
+  float inv_rms[kRows], totals[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     float acc[kAtenVec] = {0.f, 0.f, 0.f, 0.f};
@@ -632,9 +661,20 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
       }
     }
     if constexpr (kHeadTail) acc[0] = __fadd_rn(acc[0], __fmul_rn(to_float(tail_x[r]), to_float(tail_x[r])));
-    float total = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
-    total = aten_tree_sum(total, sum, g, partials);
-    inv_rms[r] = inverse_rms(total, args.mean_factor, args.eps);
+    totals[r] = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
+  }
+  if constexpr (kOneWarpRows && kRows > 1) {
+    // Lane (32 / kRows) * r ends with row r's total: one inverse RMS per
+    // lane, then each row's from its lane.
+    warp_tree_sums_of_rows(totals);
+    const float own_inv_rms = inverse_rms(totals[0], args.mean_factor, args.eps);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) inv_rms[r] = __shfl_sync(0xffffffffu, own_inv_rms, r * (32 / kRows));
+  } else {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      inv_rms[r] = inverse_rms(aten_tree_sum(totals[r], sum, g, partials), args.mean_factor, args.eps);
+    }
   }
   if constexpr (!kOneWarpRows) {  // the total is ATen's in g == 0 only
 #pragma unroll
@@ -998,7 +1038,7 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   if (disabled) return false;
   const bool whole_groups = rows_on(args, kAtenVec);
   const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
-  const bool head_tail = !whole_groups && !kFusedAdd && dense && pointers_on(args, kAtenVec, false);
+  const bool head_tail = !whole_groups && !kFusedAdd && dense && pointers_on(args, kAtenVec);
   if (!whole_groups && !head_tail) return false;
   // RMSNORM_REG_THREADS: the block size to aim for, for sweeps in one build.
   static const int threads_target = [] {
@@ -1125,7 +1165,7 @@ bool launch_aten_span(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum
   if (smem + kStaticBytes > props->sharedMemPerBlockOptin) return false;
   const int64_t num_spans = (layout.rows + config.rows_per_block - 1) / config.rows_per_block;
   auto launch_with = [&](auto kernel) {
-    if (smem + kStaticBytes > 48 * 1024) allow_dynamic_smem(kernel, smem, device);
+    allow_dynamic_smem(kernel, smem, device);
     // A resident grid: each block stages the weight once and overlaps the
     // copy of its next span with the work on this one.
     int64_t blocks = num_spans;
@@ -1191,7 +1231,7 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
       constexpr int kNV = decltype(vecs_tag)::value;
       auto* kernel = rms_norm_rows_kernel<T, W, O, A, kNV, kHasWeight, false, false, kFp32Scale>;
       const size_t smem = kHasWeight ? StagedWeight<W>::bytes(int(layout.hidden)) : 0;
-      if (smem > 48 * 1024) allow_dynamic_smem(kernel, smem, device);  // odd rows past 12K elements
+      allow_dynamic_smem(kernel, smem, device);  // odd rows past 12K elements
       int per_sm = 0;
       C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, int(block.x), smem));
       const int64_t resident = int64_t(at::cuda::getDeviceProperties(device)->multiProcessorCount) *

@@ -87,6 +87,37 @@ struct PackedVec {
       return load(ptr);
     }
   }
+  // The N elements that start `shift` (0 <= shift < N) elements past the
+  // aligned vector at `aligned`, from that vector and the next: two aligned
+  // loads and a funnel shift, where element loads would take N
+  // instructions. Reads nothing past the vector that holds the last element
+  // wanted: at shift 0 the second load reads the first vector again (an L1
+  // hit; a branch around it cost the odd-row kernel a branch per group).
+  __device__ __forceinline__ static PackedVec load_shifted(const T* aligned, int shift) {
+    uint32_t both[2 * kWords];
+    const PackedVec low = load(aligned);
+    const PackedVec high = load(aligned + (shift > 0 ? N : 0));
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) {
+      both[i] = low.words[i];
+      both[kWords + i] = high.words[i];
+    }
+    const int bits = shift * int(sizeof(T)) * 8;
+    const int word_shift = bits / 32;
+    // Whole words by selects, one power of two at a time (indices stay
+    // compile-time constants: registers, not local memory), then the rest
+    // of a word (16-bit elements) by a funnel shift.
+#pragma unroll
+    for (int step = 1; step < kWords; step *= 2) {
+      const bool take = (word_shift & step) != 0;
+#pragma unroll
+      for (int i = 0; i + step < 2 * kWords; ++i) both[i] = take ? both[i + step] : both[i];
+    }
+    PackedVec packed;
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) packed.words[i] = __funnelshift_r(both[i], both[i + 1], bits % 32);
+    return packed;
+  }
   __device__ __forceinline__ static PackedVec of(const Vec<T, N>& value) {
     PackedVec packed;
     memcpy(packed.words, &value, sizeof(packed.words));

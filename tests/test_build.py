@@ -160,3 +160,41 @@ def test_card_table_rows_come_from_metadata(tmp_path):
     table = variants_table(variant_rows(tmp_path)).splitlines()
     assert table[2:] == ["| `torch210-cxx11-cu128-x86_64-linux` | CUDA (+ CPU tensors) | 8.0, 9.0 |",
                          "| `torch213-cxx11-cpu-x86_64-linux` | CPU | — |"]
+
+
+def cuobjdump_path():
+    """cuobjdump from the CUDA toolkit or from Triton's bundled binaries (a torch dependency)."""
+    import shutil
+
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    try:
+        import triton
+    except ImportError:
+        return None
+    bundled = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    return str(bundled) if bundled.exists() else None
+
+
+CUDA_VARIANTS = [v for v in variant_dirs() if re.search(r"-cu\d+-", v.name)]
+
+
+@pytest.mark.parametrize("variant", CUDA_VARIANTS, ids=lambda p: p.name)
+def test_static_shared_memory_within_the_launch_bound(variant):
+    """allow_dynamic_smem skips the driver call when dynamic bytes plus
+    kStaticSharedBound fit the 48 KB default; that holds only if no kernel's
+    static shared memory exceeds the bound (a kernel over it would fail to
+    launch with 'invalid argument' near 48 KB: the fp32 span kernel at 7x4096
+    did, session 8)."""
+    tool = cuobjdump_path()
+    if tool is None:
+        pytest.skip("no cuobjdump here (CUDA toolkit or triton)")
+    header = (REPO_ROOT / "rmsnorm_cuda" / "norm_math.cuh").read_text()
+    bound = re.search(r"kStaticSharedBound = (\d+) \* 1024;", header)
+    assert bound, "kStaticSharedBound not found in norm_math.cuh"
+    library = next(variant.glob("*.abi3.so"))
+    report = subprocess.run([tool, "-res-usage", str(library)], capture_output=True, text=True, check=True).stdout
+    shared = [int(s) for s in re.findall(r"\bSHARED:(\d+)", report)]
+    assert shared, "no kernels in the cuobjdump report"
+    assert max(shared) <= int(bound[1]) * 1024, max(shared)

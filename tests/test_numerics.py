@@ -106,9 +106,9 @@ def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows)
 # more spans than there are resident blocks. Smaller on the CPU, whose kernel has no such split; the
 # same count on both, so that no parametrization is skipped.
 MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097), (100, 127), (9, 8192),
-                     (70, 128), (40, 2048)],
+                     (70, 128), (40, 2048), (20, 5121), (35, 128)],
              "cuda": [(600, 769), (2100, 256), (20000, 769), (3000, 4097), (2048, 4096), (1000, 127), (513, 8192),
-                      (4099, 128), (1000, 2048)]}
+                      (4099, 128), (1000, 2048), (700, 5121), (530, 128)]}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -118,6 +118,27 @@ def test_matches_llama_rmsnorm_many_rows(kernel, device, dtype, fp32_weight, cas
     rows, hidden = MANY_ROWS[device][case]
     torch.manual_seed(rows + hidden)
     module = make_hf_module(LlamaRMSNorm, hidden, torch.float32 if fp32_weight else dtype, device)
+    x = (torch.randn(rows, hidden, device=device) * 1.5).to(dtype)
+    check_against_hf(kernel, module, x)
+
+
+# Odd rows (hidden not a multiple of 4) start at every shift against the
+# weight's 4-element groups; the CUDA register kernel reads the weight in
+# aligned groups and shifts them (PackedVec::load_shifted), which needs a
+# weight on an 8-byte (fp32: 16-byte) boundary. A weight view off it takes
+# another kernel: both must give HF's bits.
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("weight_offset", [0, 1, 2], ids=lambda o: f"weight+{o}")
+@pytest.mark.parametrize("hidden", [4097, 5121, 1031])
+def test_odd_rows_with_weight_at_any_offset(kernel, device, dtype, weight_offset, hidden):
+    torch.manual_seed(hidden + weight_offset)
+    module = make_hf_module(LlamaRMSNorm, hidden, dtype, device)
+    with torch.no_grad():
+        storage = torch.zeros(hidden + weight_offset, device=device, dtype=dtype)
+        storage[weight_offset:].copy_(module.weight)
+        module.weight.data = storage[weight_offset:]
+    assert module.weight.storage_offset() == weight_offset
+    rows = 600 if device == "cuda" else 9
     x = (torch.randn(rows, hidden, device=device) * 1.5).to(dtype)
     check_against_hf(kernel, module, x)
 
