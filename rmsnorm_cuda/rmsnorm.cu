@@ -633,8 +633,11 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
     const int col = int(first[r] - row[r] * layout.hidden) + k * group_step;
     if constexpr (kHeadTail) {
       // The row's groups start `head` columns past the weight's (aligned)
-      // groups: two aligned loads and a shift, not four element loads.
-      return WeightGroup::load_shifted(args.weight + (col - head[r]), head[r]);
+      // groups: two aligned loads and a shift, not four element loads. Taken
+      // for every group (a group past the row reads the first one, unused),
+      // since a condition around the two loads compiled to a branch per group.
+      const bool in_row = has_group(r, k);
+      return WeightGroup::load_shifted(args.weight + (in_row ? col - head[r] : 0), in_row ? head[r] : 0);
     } else {
       return WeightGroup::load(args.weight + col);
     }
@@ -643,7 +646,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
   if constexpr (kPrefetchWeight) {
 #pragma unroll
     for (int k = 0; k < kGroups; ++k) {
-      if (has_group(0, k)) w[k] = weight_group(0, k);
+      if (kHeadTail || has_group(0, k)) w[k] = weight_group(0, k);
     }
   }
 
@@ -662,6 +665,9 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
     }
     if constexpr (kHeadTail) acc[0] = __fadd_rn(acc[0], __fmul_rn(to_float(tail_x[r]), to_float(tail_x[r])));
     totals[r] = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
+    if constexpr (!(kOneWarpRows && kRows > 1)) {  // row by row
+      inv_rms[r] = inverse_rms(aten_tree_sum(totals[r], sum, g, partials), args.mean_factor, args.eps);
+    }
   }
   if constexpr (kOneWarpRows && kRows > 1) {
     // Lane (32 / kRows) * r ends with row r's total: one inverse RMS per
@@ -670,11 +676,6 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
     const float own_inv_rms = inverse_rms(totals[0], args.mean_factor, args.eps);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) inv_rms[r] = __shfl_sync(0xffffffffu, own_inv_rms, r * (32 / kRows));
-  } else {
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      inv_rms[r] = inverse_rms(aten_tree_sum(totals[r], sum, g, partials), args.mean_factor, args.eps);
-    }
   }
   if constexpr (!kOneWarpRows) {  // the total is ATen's in g == 0 only
 #pragma unroll
@@ -713,7 +714,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
       if constexpr (kPrefetchWeight) {
         wb[j] = w[k0 + j];
       } else if constexpr (kHasWeight) {
-        if (has_group(0, k0 + j)) wb[j] = weight_group(0, k0 + j);
+        if (kHeadTail || has_group(0, k0 + j)) wb[j] = weight_group(0, k0 + j);
       }
     }
 #pragma unroll
