@@ -523,6 +523,13 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
   // The weight before the sum, when a thread holds few groups (decode: one
   // memory latency per call instead of two).
   constexpr bool kPrefetchWeight = kHasWeight && kRows == 1 && kGroups <= 4;
+  // Odd rows: the weight of every group is loaded (a group past the row
+  // reads the first one, unused), since a condition around the two loads of
+  // load_shifted compiled to a branch per group (H200 bf16: 8192x4097 0.61
+  // -> 0.72 of copy). Not at 48 groups, whose registers are full: there the
+  // extra loads spilled 200 bytes (8192x5121 0.55, conditional 0.56-0.61;
+  // benchmarks/NOTES.md v13).
+  constexpr bool kWeightOfEveryGroup = kHeadTail && kGroups <= 32;
   // Loads of the weight and the addend go in batches of kBatch groups, each
   // batch before its stores: the pointers may alias (the in-place fused op),
   // so the compiler keeps every load behind the stores before it, and a load
@@ -633,9 +640,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
     const int col = int(first[r] - row[r] * layout.hidden) + k * group_step;
     if constexpr (kHeadTail) {
       // The row's groups start `head` columns past the weight's (aligned)
-      // groups: two aligned loads and a shift, not four element loads. Taken
-      // for every group (a group past the row reads the first one, unused),
-      // since a condition around the two loads compiled to a branch per group.
+      // groups: two aligned loads and a shift, not four element loads.
       const bool in_row = has_group(r, k);
       return WeightGroup::load_shifted(args.weight + (in_row ? col - head[r] : 0), in_row ? head[r] : 0);
     } else {
@@ -646,7 +651,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
   if constexpr (kPrefetchWeight) {
 #pragma unroll
     for (int k = 0; k < kGroups; ++k) {
-      if (kHeadTail || has_group(0, k)) w[k] = weight_group(0, k);
+      if (kWeightOfEveryGroup || has_group(0, k)) w[k] = weight_group(0, k);
     }
   }
 
@@ -714,7 +719,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
       if constexpr (kPrefetchWeight) {
         wb[j] = w[k0 + j];
       } else if constexpr (kHasWeight) {
-        if (kHeadTail || has_group(0, k0 + j)) wb[j] = weight_group(0, k0 + j);
+        if (kWeightOfEveryGroup || has_group(0, k0 + j)) wb[j] = weight_group(0, k0 + j);
       }
     }
 #pragma unroll
