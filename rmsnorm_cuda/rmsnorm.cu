@@ -530,6 +530,8 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
   // extra loads spilled 200 bytes (8192x5121 0.55, conditional 0.56-0.61;
   // benchmarks/NOTES.md v13).
   constexpr bool kWeightOfEveryGroup = kHeadTail && kGroups <= 32;
+  // Several one-warp rows per thread: their sums in one butterfly.
+  constexpr bool kRowsInOneButterfly = kOneWarpRows && kRows > 1;
   // Loads of the weight and the addend go in batches of kBatch groups, each
   // batch before its stores: the pointers may alias (the in-place fused op),
   // so the compiler keeps every load behind the stores before it, and a load
@@ -670,11 +672,11 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
     }
     if constexpr (kHeadTail) acc[0] = __fadd_rn(acc[0], __fmul_rn(to_float(tail_x[r]), to_float(tail_x[r])));
     totals[r] = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
-    if constexpr (!(kOneWarpRows && kRows > 1)) {  // row by row
+    if constexpr (!kRowsInOneButterfly) {
       inv_rms[r] = inverse_rms(aten_tree_sum(totals[r], sum, g, partials), args.mean_factor, args.eps);
     }
   }
-  if constexpr (kOneWarpRows && kRows > 1) {
+  if constexpr (kRowsInOneButterfly) {
     // Lane (32 / kRows) * r ends with row r's total: one inverse RMS per
     // lane, then each row's from its lane.
     warp_tree_sums_of_rows(totals);

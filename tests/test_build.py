@@ -163,12 +163,15 @@ def test_card_table_rows_come_from_metadata(tmp_path):
 
 
 def cuobjdump_path():
-    """cuobjdump from the CUDA toolkit or from Triton's bundled binaries (a torch dependency)."""
-    import shutil
+    """cuobjdump from the CUDA toolkit the builder uses, else Triton's bundled copy (a torch dependency)."""
+    from builder.build import BuildError, cuda_home
 
-    found = shutil.which("cuobjdump")
-    if found:
-        return found
+    try:
+        toolkit_tool = cuda_home() / "bin" / "cuobjdump"
+        if toolkit_tool.exists():
+            return str(toolkit_tool)
+    except BuildError:
+        pass
     try:
         import triton
     except ImportError:
