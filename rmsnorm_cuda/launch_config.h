@@ -198,8 +198,12 @@ constexpr int kAtenRegisterBytes = 384;  // 96 registers of row per thread
 // 8192x4096 0.88 with 256-thread blocks, 0.92 with 64).
 constexpr int kAtenRegisterThreadsTarget = 64;
 // Fewer threads than this per SM in all, and 8 groups or more per thread:
-// the span kernel, which spreads each row over more threads.
+// the row-block kernel (else the span kernel), which spread each row over
+// more threads.
 constexpr int kAtenRegisterMinThreadsPerSm = 128;
+inline bool few_rows_for_registers(int64_t rows, const AtenSumLayout& sum, int sm_count) {
+  return rows * sum.threads_per_row() < int64_t(kAtenRegisterMinThreadsPerSm) * sm_count;
+}
 // Groups in flight per thread over several short rows, by ATen's threads
 // per row. Measured (H200, bf16): 65536x128 0.73 at 4 (four rows of one
 // group), 0.55 at 8; 8192x8192 (512 threads, 4 groups) 0.65 at one row,
@@ -229,7 +233,7 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
     }
   }
   if (groups == 0 || int64_t(groups) * kAtenVec * element_bytes > kAtenRegisterBytes) return config;
-  if (groups >= 8 && rows * threads_per_row < int64_t(kAtenRegisterMinThreadsPerSm) * sm_count) return config;
+  if (groups >= 8 && few_rows_for_registers(rows, sum, sm_count)) return config;
   config.supported = true;
   config.groups_per_thread = groups;
   // Short rows: several rows per thread, when there are rows enough for every SM.
@@ -248,6 +252,39 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
   config.slots = int(slots);
   config.threads = int(slots * threads_per_row);
   config.prefetch_l2 = threads_per_row >= kAtenRegisterPrefetchMinThreads;
+  return config;
+}
+
+// The ATen-order forward with a block per row (rms_norm_aten_row_block_kernel):
+// four threads per ATen lane for the sum (one per accumulator), and enough
+// threads beside them that none holds more than kRowBlockChunksPerThread
+// 16-byte chunks of the row. For what the register kernel declines in
+// ATen's unsplit layouts of at most 128 lanes: few rows (4 to ~500 of 4096),
+// and rows too long for its registers. Measured (H200, benchmarks/NOTES.md
+// v14), against the span kernel that took them before: bf16 8x4096 3.11 ->
+// 2.43 us, 128x4096 3.67 -> 2.99 us; fp32 8192x4096 0.86 -> 0.99 of copy.
+struct AtenRowBlockConfig {
+  bool supported = false;
+  int threads = 0;
+  size_t squares_bytes = 0;  // dynamic shared memory: the row's fp32 squares
+};
+constexpr int kRowBlockChunksPerThread = 4;
+constexpr int kRowBlockMaxLanes = kAtenMaxThreads / 4;
+constexpr int64_t kRowBlockMaxSquaresBytes = 32 * 1024;  // 8192 floats (ATen splits longer one-warp rows)
+
+inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element_bytes, const AtenSumLayout& sum) {
+  AtenRowBlockConfig config;
+  if (!sum.supported || !sum.vectorized || sum.warps != 1 || sum.lanes > kRowBlockMaxLanes) return config;
+  const int64_t row_bytes = hidden * element_bytes;
+  if (row_bytes % 16 != 0 || hidden * int64_t(sizeof(float)) > kRowBlockMaxSquaresBytes) return config;
+  const int64_t chunks = row_bytes / 16;
+  int64_t threads =
+      std::max<int64_t>(4 * sum.lanes, (chunks + kRowBlockChunksPerThread - 1) / kRowBlockChunksPerThread);
+  threads = (threads + 31) / 32 * 32;
+  if (threads > kAtenMaxThreads) return config;
+  config.supported = true;
+  config.threads = int(threads);
+  config.squares_bytes = size_t(hidden) * sizeof(float);
   return config;
 }
 

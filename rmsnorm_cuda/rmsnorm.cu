@@ -283,13 +283,25 @@ __device__ __forceinline__ void halving_tree(float (&v)[kMaxTreeLeaves], int cou
 }
 
 // The tree over `count` values of the block's shared `partials`, `stride`
-// apart from this thread's own.
-__device__ __forceinline__ float gathered_tree_sum(const float* partials, int count, int stride) {
+// apart from this thread's own (at `own`).
+__device__ __forceinline__ float gathered_tree_sum(const float* partials, int count, int stride,
+                                                   int own = int(threadIdx.x)) {
   float v[kMaxTreeLeaves];
 #pragma unroll
-  for (int m = 0; m < kMaxTreeLeaves; ++m) v[m] = m < count ? partials[threadIdx.x + m * stride] : 0.f;
+  for (int m = 0; m < kMaxTreeLeaves; ++m) v[m] = m < count ? partials[own + m * stride] : 0.f;
   halving_tree<kMaxTreeLeaves / 2>(v, count);
   return v[0];
+}
+
+// The last levels of ATen's lane tree, inside a warp: offsets 16 .. 1 below
+// `width` (an xor butterfly leaves every lane with the sum shfl_down's tree
+// gives lane 0).
+__device__ __forceinline__ float warp_butterfly_sum(float total, int width, unsigned mask) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    if (offset < width) total = __fadd_rn(total, __shfl_xor_sync(mask, total, offset));
+  }
+  return total;
 }
 
 // ATen's block_x_reduce then block_y_reduce for every row of the block: the
@@ -310,12 +322,8 @@ __device__ __forceinline__ float aten_tree_sum(float total, const AtenSumLayout&
     if (lane < 32) total = gathered_tree_sum(partials, lanes / 32, 32);
     __syncthreads();
   }
-  const int width = lanes < 32 ? lanes : 32;
   const unsigned mask = blockDim.x >= 32 ? 0xffffffffu : ((1u << blockDim.x) - 1u);  // a block under a warp
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    if (offset < width) total = __fadd_rn(total, __shfl_xor_sync(mask, total, offset));
-  }
+  total = warp_butterfly_sum(total, lanes < 32 ? lanes : 32, mask);
   if (sum.warps > 1) {
     partials[threadIdx.x] = total;
     __syncthreads();
@@ -1006,6 +1014,122 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
   }
 }
 
+// The ATen-order forward with a block per row (AtenRowBlockConfig): rows of
+// ATen's unsplit layouts at most 128 lanes wide that the register kernel
+// declines, for being few (4 to ~500 rows of 4096: a lane's 8-32 groups
+// would be summed by one warp while the SMs idle) or too long for its
+// registers (fp32 past 3072, fp16 past 4096, the fused op past 256 bytes a
+// thread). ATen's order makes each lane add its groups' squares one after
+// another into four accumulators; here accumulator q of lane g is its own
+// thread (4g + q), adding the same values in the same order from the row's
+// fp32 squares in shared memory, and ((a0 + a1) + a2) + a3 joins them. The
+// row arrives in 16-byte chunks (x and the weight in flight together), each
+// thread squares its chunks into shared memory and later normalizes them
+// from its registers. Rows of whole 16-byte chunks at 16-byte boundaries
+// (strided rows too); at most kRowBlockChunksPerThread chunks a thread.
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
+__global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kernel(const NormArgs<T, W, O, A> args,
+                                                                                  const int lanes) {
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr int kChunks = kRowBlockChunksPerThread;
+  // Squares in flight per batch of a lane's sum: loaded together, then added
+  // in order (a missing group adds +0, which leaves a sum of squares as is).
+  constexpr int kSumBatch = 16;
+  using Chunk = PackedVec<T, kVec>;
+  using WeightChunk = PackedVec<W, kVec>;
+  extern __shared__ __align__(16) float squares[];  // the row's fp32 squares, hidden floats
+  __shared__ float lane_totals[kRowBlockMaxLanes];
+  const RowLayout& layout = args.layout;
+  const int hidden = int(layout.hidden);
+  const int num_chunks = hidden / kVec;
+  const int64_t row = blockIdx.x;
+  const int64_t dense_start = row * layout.hidden;  // out, addend and input_out are dense
+  const T* x_row = args.input + layout.offset_of(row);
+  const bool add_one = args.order == NormOrder::kGemma;
+  auto has_chunk = [&](int j) { return int(threadIdx.x) + j * int(blockDim.x) < num_chunks; };
+  auto column = [&](int j) { return (int(threadIdx.x) + j * int(blockDim.x)) * kVec; };
+
+  wait_for_previous_grid();
+  Chunk x[kChunks];
+  WeightChunk w[kChunks];
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+    if (has_chunk(j)) {
+      x[j] = Chunk::load(x_row + column(j));
+      if constexpr (kHasWeight) w[j] = WeightChunk::load(args.weight + column(j));
+    }
+  }
+  if constexpr (kFusedAdd) {  // every load above before the first store (the pointers may alias)
+    Vec<A, kVec> a[kChunks];
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      if (has_chunk(j)) a[j] = load_vec<A, kVec>(args.addend + dense_start + column(j));
+    }
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      if (!has_chunk(j)) continue;
+      Vec<T, kVec> added;
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) added.v[i] = static_cast<T>(__fadd_rn(to_float(a[j].v[i]), element_as_float(x[j], i)));
+      store_vec<T, kVec>(args.input_out + dense_start + column(j), added);
+      x[j] = Chunk::of(added);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+    if (!has_chunk(j)) continue;
+    float4* const to = reinterpret_cast<float4*>(squares + column(j));
+#pragma unroll
+    for (int i = 0; i < kVec; i += 4) {
+      float f[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) f[e] = element_as_float(x[j], i + e);
+      to[i / 4] = make_float4(__fmul_rn(f[0], f[0]), __fmul_rn(f[1], f[1]), __fmul_rn(f[2], f[2]),
+                              __fmul_rn(f[3], f[3]));
+    }
+  }
+  __syncthreads();
+
+  // Accumulator q of ATen's lane g: element q of groups g, g + lanes, ...
+  const int g = int(threadIdx.x) >> 2, q = int(threadIdx.x) & 3;
+  const int num_groups = hidden / kAtenVec;
+  float acc = 0.f;
+  if (g < lanes) {
+    for (int k0 = g; k0 < num_groups; k0 += kSumBatch * lanes) {
+      float batch[kSumBatch];
+#pragma unroll
+      for (int b = 0; b < kSumBatch; ++b) {
+        const int k = k0 + b * lanes;
+        batch[b] = k < num_groups ? squares[k * kAtenVec + q] : 0.f;
+      }
+#pragma unroll
+      for (int b = 0; b < kSumBatch; ++b) acc = __fadd_rn(acc, batch[b]);
+    }
+  }
+  // ((a0 + a1) + a2) + a3 in thread 4g (4 * lanes <= blockDim: whole warps of lanes).
+  const float a1 = __shfl_down_sync(0xffffffffu, acc, 1);
+  const float a2 = __shfl_down_sync(0xffffffffu, acc, 2);
+  const float a3 = __shfl_down_sync(0xffffffffu, acc, 3);
+  if (q == 0 && g < lanes) lane_totals[g] = __fadd_rn(__fadd_rn(__fadd_rn(acc, a1), a2), a3);
+  __syncthreads();
+  allow_next_grid();
+  // aten_tree_sum's levels for one row (gathered in registers, then the
+  // butterfly), in every warp: each ends with the total in all its lanes,
+  // where one warp and a broadcast through shared memory would take a barrier.
+  const int lane = int(threadIdx.x) & 31;
+  float total = lanes > 32 ? gathered_tree_sum(lane_totals, lanes / 32, 32, lane) : lane_totals[lane];
+  total = warp_butterfly_sum(total, 32, 0xffffffffu);
+  const float inv_rms = inverse_rms(total, args.mean_factor, args.eps);
+  O* const out_row = args.out + dense_start;
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+    if (!has_chunk(j)) continue;
+    const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x[j].vec(), inv_rms, w[j].vec(),
+                                                                              add_one);
+    store_vec<O, kVec>(out_row + column(j), y);
+  }
+}
+
 // True when every pointer the kernel touches sits on a multiple of
 // `elements` elements of its own type (the weight only if `with_weight`).
 template <typename T, typename W, typename O, typename A>
@@ -1139,6 +1263,28 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   return launched;
 }
 
+// The row-block kernel where AtenRowBlockConfig takes the shape (after the
+// register kernel declined it); false otherwise. Rows of whole 16-byte
+// chunks (rows_on), strided or not.
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
+bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned, int device,
+                           cudaStream_t stream, bool programmatic) {
+  // RMSNORM_ROW_BLOCK=0: the span kernel instead, for A/B runs in one build.
+  static const bool disabled = [] {
+    const char* env = std::getenv("RMSNORM_ROW_BLOCK");
+    return env != nullptr && env[0] == '0';
+  }();
+  const RowLayout& layout = args.layout;
+  if (disabled || !rows_aligned) return false;
+  const AtenRowBlockConfig config = pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum);
+  if (!config.supported) return false;
+  auto kernel = rms_norm_aten_row_block_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>;
+  allow_dynamic_smem(kernel, config.squares_bytes, device);
+  launch_kernel_with_smem(kernel, dim3(unsigned(layout.rows)), dim3(config.threads), stream, programmatic,
+                          config.squares_bytes, args, sum.lanes);
+  return true;
+}
+
 // The span kernel for dense rows whose input and output start on 16-byte
 // boundaries (the fused op: aligned rows only); false when it does not apply
 // (strided or offset rows, rows beyond 64 KB, tiny rows): the general
@@ -1213,6 +1359,10 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
                                                    props->maxThreadsPerMultiProcessor);
     if (sum.supported && launch_aten_registers<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
                              args, sum, props, stream, programmatic)) {
+      return;
+    }
+    if (sum.supported && launch_aten_row_block<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
+                             args, sum, rows_aligned, device, stream, programmatic)) {
       return;
     }
     if (sum.supported && launch_aten_span<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(

@@ -193,3 +193,54 @@ def test_register_config_holds_each_thread_groups(tmp_path):
         assert (threads_per_row >= 64) == bool(prefetch), case
     covered = {(h, b) for (r, h, b), line in zip(cases, out) if line.split()[0] == "1" and r >= 16}
     assert {(h, 2) for h in (128, 130, 256, 768, 896, 2048, 3584, 4096, 4097, 5120, 6144, 8192)} <= covered
+
+
+ROW_BLOCK_PROGRAM = r"""
+#include <cstdio>
+#include "launch_config.h"
+int main() {
+  long long rows, hidden;
+  int bytes;
+  while (std::scanf("%lld %lld %d", &rows, &hidden, &bytes) == 3) {
+    const auto sum = rmsnorm::pick_aten_sum_layout(rows, hidden, 132, 2048);
+    const auto c = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum);
+    const auto r = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
+    std::printf("%d %d %zu %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes, sum.warps,
+                int(sum.vectorized), int(r.supported));
+  }
+}
+"""
+
+
+def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
+    """pick_aten_row_block_config (rms_norm_aten_row_block_kernel, a block per
+    row): four threads per ATen lane (one per accumulator) within 512, whole
+    warps, no thread with more than 4 of the row's 16-byte chunks, shared
+    memory for the row's fp32 squares within 32 KB; only ATen's vectorized,
+    unsplit layouts of at most 128 lanes and rows of whole 16-byte chunks.
+    Among the shapes the register kernel declines, it takes few rows (8x4096,
+    128x4096, 512x4096 bf16) and rows too long for registers (fp32 4096 at any
+    row count), which before it went to the span kernel."""
+    cases = [(r, h, b) for r in (1, 2, 4, 7, 8, 16, 83, 128, 264, 512, 527, 528, 2048, 8192)
+             for h in (127, 128, 136, 768, 896, 2048, 3584, 4096, 4097, 5120, 6144, 7168, 8184, 8192, 16384)
+             for b in (2, 4)]
+    out = run_host_program(tmp_path, ROW_BLOCK_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
+    taken = set()
+    for (rows, hidden, element_bytes), line in zip(cases, out):
+        supported, threads, squares_bytes, lanes, warps, vectorized, registers = (int(v) for v in line.split())
+        case = (rows, hidden, element_bytes, line)
+        eligible = vectorized and warps == 1 and lanes <= 128 and (hidden * element_bytes) % 16 == 0
+        if not eligible:
+            assert not supported, case
+            continue
+        chunks = hidden * element_bytes // 16
+        assert supported == (hidden * 4 <= 32 * 1024 and -(-chunks // 4) <= 512), case
+        if not supported:
+            continue
+        assert threads % 32 == 0 and 4 * lanes <= threads <= 512 and chunks <= 4 * threads, case
+        assert squares_bytes == hidden * 4, case
+        if not registers:
+            taken.add((rows, hidden, element_bytes))
+    assert {(r, 4096, 2) for r in (4, 7, 8, 16, 83, 128, 264, 512, 527)} <= taken
+    assert {(r, 4096, 4) for r in (8, 528, 2048, 8192)} <= taken
+    assert {(8192, 7168, 2), (128, 2048, 2), (83, 5120, 2), (16, 896, 2)} <= taken

@@ -77,6 +77,24 @@ def test_fused_add_many_rows_matches_hf(kernel, device, dtype, fp32_residual, in
     assert_matches(out, expected_out, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("fp32_residual", [False, True], ids=["res=x.dtype", "res=fp32"])
+@pytest.mark.parametrize("rows,hidden", [(16, 4096), (100, 2048)])
+@pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
+def test_fused_add_few_rows_matches_hf(kernel, device, dtype, fp32_residual, rows, hidden, inplace):
+    """Few rows of ATen's one-warp layout (the CUDA row-block kernel: each row
+    added, stored and squared in 16-byte chunks before its sum)."""
+    residual_dtype = torch.float32 if fp32_residual else dtype
+    module = make_hf_module(LlamaRMSNorm, hidden, dtype, device, eps=1e-6)
+    x, residual = make_inputs(rows, hidden, dtype, residual_dtype, device, seed=rows + hidden)
+    with torch.no_grad():
+        expected_out, expected_residual = hf_add_then_norm(module, x, residual)
+        args = (x.clone(), residual.clone()) if inplace else (x, residual)
+        out, residual_out = kernel.fused_add_rms_norm(*args, module.weight, 1e-6, inplace=inplace)
+    assert torch.equal(bit_view(residual_out), bit_view(expected_residual))
+    assert_matches(out, expected_out, dtype)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
 def test_gemma_fused_add_matches_hf(kernel, device, dtype, inplace):

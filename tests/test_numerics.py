@@ -27,7 +27,7 @@ from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRMSNorm
 from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHRMSNorm
 from transformers.models.olmo2.modeling_olmo2 import Olmo2RMSNorm
 
-from conftest import bitwise_report
+from conftest import bitwise_report, requires_cuda
 
 HF_MODULES = [LlamaRMSNorm, MistralRMSNorm, Qwen2RMSNorm, Qwen3RMSNorm]
 # Olmo order (fp32 multiply, one cast) under the same "RMSNorm" label, and
@@ -106,9 +106,9 @@ def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows)
 # more spans than there are resident blocks. Smaller on the CPU, whose kernel has no such split; the
 # same count on both, so that no parametrization is skipped.
 MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097), (100, 127), (9, 8192),
-                     (70, 128), (40, 2048), (20, 5121), (35, 128)],
+                     (70, 128), (40, 2048), (20, 5121), (35, 128), (50, 4096)],
              "cuda": [(600, 769), (2100, 256), (20000, 769), (3000, 4097), (2048, 4096), (1000, 127), (513, 8192),
-                      (4099, 128), (1000, 2048), (700, 5121), (530, 128)]}
+                      (4099, 128), (1000, 2048), (700, 5121), (530, 128), (500, 4096)]}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -187,6 +187,52 @@ def test_qwen3_qk_norm_on_strided_view(kernel, device):
     module = make_hf_module(Qwen3RMSNorm, head_dim, torch.bfloat16, device, eps=1e-6)
     for view in (q, k, q.transpose(1, 2)):
         check_against_hf(kernel, module, view)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("rows,hidden", [(8, 4096), (100, 2048)])
+def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
+    """Few rows of a wider tensor (a slice of a fused projection): on CUDA the
+    row-block kernel reads strided rows. HF normalizes a contiguous fp32 copy,
+    whose sum order is that of a dense tensor of the same shape, so the bits
+    are HF's here too."""
+    torch.manual_seed(rows + hidden)
+    wide = (torch.randn(rows, hidden + 512, device=device) * 2).to(dtype)
+    x = wide[:, 256 : 256 + hidden]
+    assert not x.is_contiguous()
+    module = make_hf_module(LlamaRMSNorm, hidden, dtype, device)
+    with torch.no_grad():
+        expected = module(x)
+        got = kernel.rms_norm(x, module.weight, module.variance_epsilon)
+    report = bitwise_report(got, expected)
+    if device == "cpu" or cuda_sums_in_aten_order(x.contiguous()):
+        assert report["bitwise_fraction"] == 1.0, report
+    else:
+        torch.testing.assert_close(got, expected, rtol=CUDA_RTOL[dtype], atol=1e-30)
+
+
+@requires_cuda
+def test_each_row_count_takes_its_kernel(kernel):
+    """The CUDA launch table, seen from the profiler: few rows of ATen's
+    one-warp layouts and fp32 rows too long for registers run the row-block
+    kernel, many bf16 rows and decode the register kernel (so the numerics
+    tests above reach each)."""
+    if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or os.environ.get("RMSNORM_ROW_BLOCK") is not None:
+        pytest.skip("the default launch table only")
+    expected = {(1, 4096, torch.bfloat16): "aten_registers", (7, 4096, torch.bfloat16): "aten_row_block",
+                (8, 4096, torch.bfloat16): "aten_row_block", (128, 4096, torch.bfloat16): "aten_row_block",
+                (512, 4096, torch.bfloat16): "aten_row_block", (8192, 4096, torch.bfloat16): "aten_registers",
+                (8192, 4096, torch.float32): "aten_row_block"}
+    for (rows, hidden, dtype), name in expected.items():
+        weight = torch.ones(hidden, device="cuda", dtype=dtype)
+        x = torch.randn(rows, hidden, device="cuda", dtype=dtype)
+        kernel.rms_norm(x, weight, 1e-6)
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            kernel.rms_norm(x, weight, 1e-6)
+            torch.cuda.synchronize()
+        names = [event.name for event in prof.events() if "rmsnorm::rms_norm_" in event.name]
+        assert names and all(name in n for n in names), ((rows, hidden, dtype), names)
 
 
 FP64_FORMULAS = {
