@@ -288,6 +288,31 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
   return config;
 }
 
+// Rows the register kernel holds that the row-block kernel moves faster
+// once the rows give every SM kRowBlockMinRowsPerSm blocks: where a register
+// thread holds min_groups groups or more (fp16 pays a conversion instruction
+// per element, bf16 a shift). Measured (H200, one build, NOTES.md v14;
+// register -> row block): bf16 8192x5120 (48 groups) 0.87 -> 0.91 of copy;
+// fp16 8192x4096 (32) 0.86 -> 0.92, 32768x4096 0.87 -> 0.95, 8192x3584 (32)
+// 0.85 -> 0.87; but bf16 8192x4096 0.94 -> 0.93, 8192x3584 0.94 -> 0.89,
+// and at 2048 rows (one wave of row blocks and a tail) fp16 4096 0.86 ->
+// 0.84, bf16 0.89 -> 0.82.
+struct RowBlockOverRegistersRule {
+  bool fp16;
+  int min_groups;
+};
+constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {{false, 48}, {true, 24}};
+constexpr int kRowBlockMinRowsPerSm = 16;
+
+inline bool row_block_over_registers(int64_t rows, bool fp16, const AtenRegisterConfig& registers,
+                                     const AtenRowBlockConfig& row_block, int sm_count) {
+  if (!registers.supported || !row_block.supported || rows < int64_t(kRowBlockMinRowsPerSm) * sm_count) return false;
+  for (const auto& rule : kRowBlockOverRegisters) {
+    if (rule.fp16 == fp16 && registers.groups_per_thread >= rule.min_groups) return true;
+  }
+  return false;
+}
+
 // How the ATen-order forward moves rows: a block takes `rows_per_block`
 // consecutive rows of a dense input as one span of memory, copies it to
 // shared memory in 16-byte windows, sums each row there with its

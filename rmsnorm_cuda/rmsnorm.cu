@@ -1153,6 +1153,17 @@ bool rows_on(const NormArgs<T, W, O, A>& args, int elements) {
   return pointers_on(args, elements);
 }
 
+// RMSNORM_ROW_BLOCK=0: the span kernel wherever the row-block kernel would
+// run, and the register kernel wherever it takes the shape (A/B runs in one
+// build).
+inline bool row_block_disabled() {
+  static const bool disabled = [] {
+    const char* env = std::getenv("RMSNORM_ROW_BLOCK");
+    return env != nullptr && env[0] == '0';
+  }();
+  return disabled;
+}
+
 // The register kernel where AtenRegisterConfig takes the shape; false
 // otherwise (the span kernel or the general one then runs). Rows of whole
 // groups (any row strides that keep them so), or dense rows that are not
@@ -1180,6 +1191,12 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   AtenRegisterConfig config = pick_aten_register_config(layout.rows, layout.hidden, int(sizeof(T)), sum,
                                                         props->multiProcessorCount, threads_target);
   if (!config.supported) return false;
+  if (!row_block_disabled() && whole_groups && rows_on(args, 16 / int(sizeof(T))) &&
+      row_block_over_registers(layout.rows, std::is_same_v<T, c10::Half>, config,
+                               pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum),
+                               props->multiProcessorCount)) {
+    return false;  // the row-block kernel, next
+  }
   if (head_tail || kFusedAdd) config.rows_per_thread = 1;  // (instantiated for one row per thread only)
   bool launched = false;
   const bool one_warp_rows = sum.threads_per_row() == 32;
@@ -1269,13 +1286,8 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
 bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned, int device,
                            cudaStream_t stream, bool programmatic) {
-  // RMSNORM_ROW_BLOCK=0: the span kernel instead, for A/B runs in one build.
-  static const bool disabled = [] {
-    const char* env = std::getenv("RMSNORM_ROW_BLOCK");
-    return env != nullptr && env[0] == '0';
-  }();
   const RowLayout& layout = args.layout;
-  if (disabled || !rows_aligned) return false;
+  if (row_block_disabled() || !rows_aligned) return false;
   const AtenRowBlockConfig config = pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum);
   if (!config.supported) return false;
   auto kernel = rms_norm_aten_row_block_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>;

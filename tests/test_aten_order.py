@@ -205,8 +205,9 @@ int main() {
     const auto sum = rmsnorm::pick_aten_sum_layout(rows, hidden, 132, 2048);
     const auto c = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum);
     const auto r = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
-    std::printf("%d %d %zu %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes, sum.warps,
-                int(sum.vectorized), int(r.supported));
+    std::printf("%d %d %zu %d %d %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes, sum.warps,
+                int(sum.vectorized), int(r.supported), int(rmsnorm::row_block_over_registers(rows, false, r, c, 132)),
+                int(rmsnorm::row_block_over_registers(rows, true, r, c, 132)));
   }
 }
 """
@@ -220,15 +221,22 @@ def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
     unsplit layouts of at most 128 lanes and rows of whole 16-byte chunks.
     Among the shapes the register kernel declines, it takes few rows (8x4096,
     128x4096, 512x4096 bf16) and rows too long for registers (fp32 4096 at any
-    row count), which before it went to the span kernel."""
+    row count), which before it went to the span kernel; and it is preferred
+    to the register kernel for heavy 16-bit rows once rows are many."""
     cases = [(r, h, b) for r in (1, 2, 4, 7, 8, 16, 83, 128, 264, 512, 527, 528, 2048, 8192)
              for h in (127, 128, 136, 768, 896, 2048, 3584, 4096, 4097, 5120, 6144, 7168, 8184, 8192, 16384)
              for b in (2, 4)]
     out = run_host_program(tmp_path, ROW_BLOCK_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
-    taken = set()
+    taken, preferred = set(), set()
     for (rows, hidden, element_bytes), line in zip(cases, out):
-        supported, threads, squares_bytes, lanes, warps, vectorized, registers = (int(v) for v in line.split())
+        supported, threads, squares_bytes, lanes, warps, vectorized, registers, over_bf16, over_fp16 = (
+            int(v) for v in line.split())
         case = (rows, hidden, element_bytes, line)
+        if over_bf16 or over_fp16:  # only between two kernels that both take the shape, with rows enough
+            assert supported and registers and rows >= 16 * 132, case
+        if element_bytes == 2:
+            preferred.update({(rows, hidden, "bf16")} if over_bf16 else set())
+            preferred.update({(rows, hidden, "fp16")} if over_fp16 else set())
         eligible = vectorized and warps == 1 and lanes <= 128 and (hidden * element_bytes) % 16 == 0
         if not eligible:
             assert not supported, case
@@ -244,3 +252,6 @@ def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
     assert {(r, 4096, 2) for r in (4, 7, 8, 16, 83, 128, 264, 512, 527)} <= taken
     assert {(r, 4096, 4) for r in (8, 528, 2048, 8192)} <= taken
     assert {(8192, 7168, 2), (128, 2048, 2), (83, 5120, 2), (16, 896, 2)} <= taken
+    # fp16 rows of 32 groups and bf16 rows of 48 per register thread, from 16 rows per SM on
+    assert {(8192, 4096, "fp16"), (8192, 3584, "fp16"), (8192, 5120, "bf16")} <= preferred
+    assert not {(2048, 4096, "fp16"), (8192, 4096, "bf16"), (8192, 3584, "bf16"), (8192, 896, "fp16")} & preferred

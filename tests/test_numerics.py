@@ -103,12 +103,14 @@ def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows)
 # Many rows: the CUDA kernels give a block several rows (16-byte windows that
 # straddle two odd-sized rows; in the register kernel, several rows per
 # thread for short rows, 4099 not a multiple of them) and, for odd rows, walk
-# more spans than there are resident blocks. Smaller on the CPU, whose kernel has no such split; the
+# more spans than there are resident blocks; the row-block kernel takes few
+# rows (500x4096) and, past 16 rows per SM, fp16 4096 and bf16 5120 rows
+# (2200x4096, 2500x5120). Smaller on the CPU, whose kernel has no such split; the
 # same count on both, so that no parametrization is skipped.
 MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097), (100, 127), (9, 8192),
-                     (70, 128), (40, 2048), (20, 5121), (35, 128), (50, 4096)],
+                     (70, 128), (40, 2048), (20, 5121), (35, 128), (50, 4096), (45, 4096), (25, 5120)],
              "cuda": [(600, 769), (2100, 256), (20000, 769), (3000, 4097), (2048, 4096), (1000, 127), (513, 8192),
-                      (4099, 128), (1000, 2048), (700, 5121), (530, 128), (500, 4096)]}
+                      (4099, 128), (1000, 2048), (700, 5121), (530, 128), (500, 4096), (2200, 4096), (2500, 5120)]}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -214,15 +216,18 @@ def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
 @requires_cuda
 def test_each_row_count_takes_its_kernel(kernel):
     """The CUDA launch table, seen from the profiler: few rows of ATen's
-    one-warp layouts and fp32 rows too long for registers run the row-block
-    kernel, many bf16 rows and decode the register kernel (so the numerics
-    tests above reach each)."""
+    one-warp layouts, fp32 rows too long for registers and, with rows enough,
+    fp16 rows of 32 groups and bf16 rows of 48 per register thread run the
+    row-block kernel; other many-row shapes and decode the register kernel
+    (so the numerics tests above reach each)."""
     if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or os.environ.get("RMSNORM_ROW_BLOCK") is not None:
         pytest.skip("the default launch table only")
     expected = {(1, 4096, torch.bfloat16): "aten_registers", (7, 4096, torch.bfloat16): "aten_row_block",
                 (8, 4096, torch.bfloat16): "aten_row_block", (128, 4096, torch.bfloat16): "aten_row_block",
                 (512, 4096, torch.bfloat16): "aten_row_block", (8192, 4096, torch.bfloat16): "aten_registers",
-                (8192, 4096, torch.float32): "aten_row_block"}
+                (8192, 4096, torch.float32): "aten_row_block", (8192, 4096, torch.float16): "aten_row_block",
+                (2048, 4096, torch.float16): "aten_registers", (8192, 5120, torch.bfloat16): "aten_row_block",
+                (8192, 3584, torch.bfloat16): "aten_registers"}
     for (rows, hidden, dtype), name in expected.items():
         weight = torch.ones(hidden, device="cuda", dtype=dtype)
         x = torch.randn(rows, hidden, device="cuda", dtype=dtype)
