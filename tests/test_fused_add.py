@@ -60,33 +60,23 @@ def test_fused_add_matches_hf(kernel, device, dtype, fp32_residual, fp32_weight,
     assert_matches(out, expected_out, dtype)
 
 
+# Blocks of several rows on CUDA ("many": the CPU takes a smaller shape), and
+# few rows of ATen's one-warp layout (the CUDA row-block kernel: each row
+# added, stored and squared in 16-byte chunks before its sum).
+FUSED_ROW_COUNTS = {"many": {"cuda": (3000, 4096), "cpu": (300, 768)},
+                    "16x4096": {"cuda": (16, 4096), "cpu": (16, 4096)},
+                    "100x2048": {"cuda": (100, 2048), "cpu": (100, 2048)}}
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("fp32_residual", [False, True], ids=["res=x.dtype", "res=fp32"])
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
-def test_fused_add_many_rows_matches_hf(kernel, device, dtype, fp32_residual, inplace):
-    """Blocks of several rows on CUDA (the CPU takes a smaller shape)."""
-    rows, hidden = (3000, 4096) if device == "cuda" else (300, 768)
+@pytest.mark.parametrize("row_count", sorted(FUSED_ROW_COUNTS))
+def test_fused_add_row_counts_match_hf(kernel, device, dtype, fp32_residual, inplace, row_count):
+    rows, hidden = FUSED_ROW_COUNTS[row_count][device]
     residual_dtype = torch.float32 if fp32_residual else dtype
     module = make_hf_module(LlamaRMSNorm, hidden, dtype, device, eps=1e-6)
     x, residual = make_inputs(rows, hidden, dtype, residual_dtype, device, seed=rows)
-    with torch.no_grad():
-        expected_out, expected_residual = hf_add_then_norm(module, x, residual)
-        args = (x.clone(), residual.clone()) if inplace else (x, residual)
-        out, residual_out = kernel.fused_add_rms_norm(*args, module.weight, 1e-6, inplace=inplace)
-    assert torch.equal(bit_view(residual_out), bit_view(expected_residual))
-    assert_matches(out, expected_out, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("fp32_residual", [False, True], ids=["res=x.dtype", "res=fp32"])
-@pytest.mark.parametrize("rows,hidden", [(16, 4096), (100, 2048)])
-@pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
-def test_fused_add_few_rows_matches_hf(kernel, device, dtype, fp32_residual, rows, hidden, inplace):
-    """Few rows of ATen's one-warp layout (the CUDA row-block kernel: each row
-    added, stored and squared in 16-byte chunks before its sum)."""
-    residual_dtype = torch.float32 if fp32_residual else dtype
-    module = make_hf_module(LlamaRMSNorm, hidden, dtype, device, eps=1e-6)
-    x, residual = make_inputs(rows, hidden, dtype, residual_dtype, device, seed=rows + hidden)
     with torch.no_grad():
         expected_out, expected_residual = hf_add_then_norm(module, x, residual)
         args = (x.clone(), residual.clone()) if inplace else (x, residual)
