@@ -1070,7 +1070,9 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kerne
       if (!has_chunk(j)) continue;
       Vec<T, kVec> added;
 #pragma unroll
-      for (int i = 0; i < kVec; ++i) added.v[i] = static_cast<T>(__fadd_rn(to_float(a[j].v[i]), element_as_float(x[j], i)));
+      for (int i = 0; i < kVec; ++i) {
+        added.v[i] = static_cast<T>(__fadd_rn(to_float(a[j].v[i]), element_as_float(x[j], i)));
+      }
       store_vec<T, kVec>(args.input_out + dense_start + column(j), added);
       x[j] = Chunk::of(added);
     }
