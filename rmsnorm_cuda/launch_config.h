@@ -301,7 +301,7 @@ struct RowBlockOverRegistersRule {
   bool fp16;
   int min_groups;
 };
-constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {{false, 48}, {true, 24}};
+constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {{false, 48}, {true, 32}};
 constexpr int kRowBlockMinRowsPerSm = 16;
 
 inline bool row_block_over_registers(int64_t rows, bool fp16, const AtenRegisterConfig& registers,
