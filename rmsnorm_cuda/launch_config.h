@@ -304,11 +304,15 @@ struct RowBlockOverRegistersRule {
 constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {{false, 48}, {true, 32}};
 constexpr int kRowBlockMinRowsPerSm = 16;
 
-inline bool row_block_over_registers(int64_t rows, bool fp16, const AtenRegisterConfig& registers,
-                                     const AtenRowBlockConfig& row_block, int sm_count) {
-  if (!registers.supported || !row_block.supported || rows < int64_t(kRowBlockMinRowsPerSm) * sm_count) return false;
+// The row-block kernel's own table is consulted last, for the few shapes
+// the rule picks (decode returns at the row count).
+inline bool row_block_over_registers(int64_t rows, int64_t hidden, int element_bytes, bool fp16,
+                                     const AtenSumLayout& sum, const AtenRegisterConfig& registers, int sm_count) {
+  if (!registers.supported || rows < int64_t(kRowBlockMinRowsPerSm) * sm_count) return false;
   for (const auto& rule : kRowBlockOverRegisters) {
-    if (rule.fp16 == fp16 && registers.groups_per_thread >= rule.min_groups) return true;
+    if (rule.fp16 == fp16 && registers.groups_per_thread >= rule.min_groups) {
+      return pick_aten_row_block_config(hidden, element_bytes, sum).supported;
+    }
   }
   return false;
 }

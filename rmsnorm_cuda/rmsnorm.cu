@@ -1172,8 +1172,8 @@ inline bool row_block_disabled() {
 // (hidden not a multiple of 4: kHeadTail; not fused, an odd-sized residual
 // stream being rare).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
-bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, const cudaDeviceProp* props,
-                           cudaStream_t stream, bool programmatic) {
+bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned,
+                           const cudaDeviceProp* props, cudaStream_t stream, bool programmatic) {
   // RMSNORM_ATEN_REGISTERS=0: the span kernel instead, for A/B runs in one build.
   static const bool disabled = [] {
     const char* env = std::getenv("RMSNORM_ATEN_REGISTERS");
@@ -1193,9 +1193,8 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   AtenRegisterConfig config = pick_aten_register_config(layout.rows, layout.hidden, int(sizeof(T)), sum,
                                                         props->multiProcessorCount, threads_target);
   if (!config.supported) return false;
-  if (!row_block_disabled() && whole_groups && rows_on(args, 16 / int(sizeof(T))) &&
-      row_block_over_registers(layout.rows, std::is_same_v<T, c10::Half>, config,
-                               pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum),
+  if (rows_aligned && !row_block_disabled() &&
+      row_block_over_registers(layout.rows, layout.hidden, int(sizeof(T)), std::is_same_v<T, c10::Half>, sum, config,
                                props->multiProcessorCount)) {
     return false;  // the row-block kernel, next
   }
@@ -1372,7 +1371,7 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
     const AtenSumLayout sum = pick_aten_sum_layout(layout.rows, layout.hidden, props->multiProcessorCount,
                                                    props->maxThreadsPerMultiProcessor);
     if (sum.supported && launch_aten_registers<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
-                             args, sum, props, stream, programmatic)) {
+                             args, sum, rows_aligned, props, stream, programmatic)) {
       return;
     }
     if (sum.supported && launch_aten_row_block<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(

@@ -143,7 +143,10 @@ def test_span_config_covers_every_row(tmp_path):
     assert any(window_bytes > 64 * 1024 for _, window_bytes in declined), "rows past 64 KB take the general kernel"
 
 
-REGISTER_PROGRAM = r"""
+def shape_program(body):
+    """A host program that reads "rows hidden element_bytes" lines and runs
+    `body` with ATen's sum layout `sum` of each (132 SMs, as the H100/H200)."""
+    return r"""
 #include <cstdio>
 #include "launch_config.h"
 int main() {
@@ -151,12 +154,13 @@ int main() {
   int bytes;
   while (std::scanf("%lld %lld %d", &rows, &hidden, &bytes) == 3) {
     const auto sum = rmsnorm::pick_aten_sum_layout(rows, hidden, 132, 2048);
+""" + body + "\n  }\n}\n"
+
+
+REGISTER_PROGRAM = shape_program(r"""
     const auto c = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
     std::printf("%d %d %d %d %d %d %d %d\n", int(c.supported), c.groups_per_thread, c.rows_per_thread, c.slots,
-                c.threads, sum.threads_per_row(), int(sum.supported), int(c.prefetch_l2));
-  }
-}
-"""
+                c.threads, sum.threads_per_row(), int(sum.supported), int(c.prefetch_l2));""")
 
 
 def test_register_config_holds_each_thread_groups(tmp_path):
@@ -195,22 +199,13 @@ def test_register_config_holds_each_thread_groups(tmp_path):
     assert {(h, 2) for h in (128, 130, 256, 768, 896, 2048, 3584, 4096, 4097, 5120, 6144, 8192)} <= covered
 
 
-ROW_BLOCK_PROGRAM = r"""
-#include <cstdio>
-#include "launch_config.h"
-int main() {
-  long long rows, hidden;
-  int bytes;
-  while (std::scanf("%lld %lld %d", &rows, &hidden, &bytes) == 3) {
-    const auto sum = rmsnorm::pick_aten_sum_layout(rows, hidden, 132, 2048);
+ROW_BLOCK_PROGRAM = shape_program(r"""
     const auto c = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum);
     const auto r = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
+    const bool over_bf16 = rmsnorm::row_block_over_registers(rows, hidden, bytes, false, sum, r, 132);
+    const bool over_fp16 = rmsnorm::row_block_over_registers(rows, hidden, bytes, true, sum, r, 132);
     std::printf("%d %d %zu %d %d %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes, sum.warps,
-                int(sum.vectorized), int(r.supported), int(rmsnorm::row_block_over_registers(rows, false, r, c, 132)),
-                int(rmsnorm::row_block_over_registers(rows, true, r, c, 132)));
-  }
-}
-"""
+                int(sum.vectorized), int(r.supported), int(over_bf16), int(over_fp16));""")
 
 
 def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
