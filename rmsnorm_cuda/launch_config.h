@@ -195,8 +195,13 @@ constexpr int kAtenRegisterGroupCounts[] = {1, 2, 4, 8, 16, 24, 32, 48};  // ins
 constexpr int kAtenRegisterBytes = 384;  // 96 registers of row per thread
 // Per block, when rows are many: small blocks, so that the SM's registers
 // hold as many warps as possible (112 registers a thread at 32 groups:
-// 8192x4096 0.88 with 256-thread blocks, 0.92 with 64).
+// 8192x4096 0.88 with 256-thread blocks, 0.92 with 64). Several short rows
+// per thread: 128, as each block is brief and 64-thread blocks spent the
+// SM's time starting blocks (H200 bf16, 48 registers: 65536x128 0.78 of copy
+// at 64, 0.93 at 128, 0.90 at 256; 32768x256 0.82 / 0.99 / 0.97; achieved
+// occupancy 35 % of 62 % at 64; benchmarks/NOTES.md v15).
 constexpr int kAtenRegisterThreadsTarget = 64;
+constexpr int kAtenShortRowThreadsTarget = 128;
 // Fewer threads than this per SM in all, and 8 groups or more per thread:
 // the row-block kernel (else the span kernel), which spread each row over
 // more threads.
@@ -219,7 +224,7 @@ constexpr int kAtenRegisterPrefetchMinThreads = 64;
 
 inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden, int element_bytes,
                                                     const AtenSumLayout& sum, int sm_count,
-                                                    int threads_target = kAtenRegisterThreadsTarget) {
+                                                    int threads_target = 0) {  // 0: the table's
   AtenRegisterConfig config;
   if (!sum.supported || !sum.vectorized || rows < 1) return config;
   const int64_t threads_per_row = sum.threads_per_row();
@@ -247,6 +252,9 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
   // than about four blocks per SM while rows last (few rows: one row per
   // block, spread over the SMs).
   const int64_t row_sets = (rows + config.rows_per_thread - 1) / config.rows_per_thread;
+  if (threads_target <= 0) {
+    threads_target = config.rows_per_thread > 1 ? kAtenShortRowThreadsTarget : kAtenRegisterThreadsTarget;
+  }
   int64_t slots = std::max<int64_t>(1, threads_target / threads_per_row);
   slots = std::min<int64_t>(slots, std::max<int64_t>(1, row_sets / (4 * int64_t(sm_count))));
   config.slots = int(slots);
@@ -263,28 +271,37 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
 // and rows too long for its registers. Measured (H200, benchmarks/NOTES.md
 // v14), against the span kernel that took them before: bf16 8x4096 3.11 ->
 // 2.43 us, 128x4096 3.67 -> 2.99 us; fp32 8192x4096 0.86 -> 0.99 of copy.
+// `odd_rows`: dense rows that start off 16-byte boundaries (hidden * element
+// bytes not a multiple of 16), read as the tensor's own 16-byte chunks from
+// the one before the row's first element: one chunk more than the row holds.
 struct AtenRowBlockConfig {
   bool supported = false;
   int threads = 0;
-  size_t squares_bytes = 0;  // dynamic shared memory: the row's fp32 squares
+  size_t squares_bytes = 0;  // dynamic shared memory: the fp32 squares of the row's chunks
 };
 constexpr int kRowBlockChunksPerThread = 4;
 constexpr int kRowBlockMaxLanes = kAtenMaxThreads / 4;
 constexpr int64_t kRowBlockMaxSquaresBytes = 32 * 1024;  // 8192 floats (ATen splits longer one-warp rows)
 
-inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element_bytes, const AtenSumLayout& sum) {
+inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element_bytes, const AtenSumLayout& sum,
+                                                     bool odd_rows = false) {
   AtenRowBlockConfig config;
   if (!sum.supported || !sum.vectorized || sum.warps != 1 || sum.lanes > kRowBlockMaxLanes) return config;
   const int64_t row_bytes = hidden * element_bytes;
-  if (row_bytes % 16 != 0 || hidden * int64_t(sizeof(float)) > kRowBlockMaxSquaresBytes) return config;
-  const int64_t chunks = row_bytes / 16;
+  if ((row_bytes % 16 != 0) != odd_rows || hidden * int64_t(sizeof(float)) > kRowBlockMaxSquaresBytes) {
+    return config;
+  }
+  const int64_t elements_per_chunk = 16 / element_bytes;
+  // Odd rows: up to elements_per_chunk - 1 elements of the row before in its first chunk.
+  const int64_t chunks = (hidden + (odd_rows ? elements_per_chunk - 1 : 0) + elements_per_chunk - 1) /
+                         elements_per_chunk;
   int64_t threads =
       std::max<int64_t>(4 * sum.lanes, (chunks + kRowBlockChunksPerThread - 1) / kRowBlockChunksPerThread);
   threads = (threads + 31) / 32 * 32;
   if (threads > kAtenMaxThreads) return config;
   config.supported = true;
   config.threads = int(threads);
-  config.squares_bytes = size_t(hidden) * sizeof(float);
+  config.squares_bytes = size_t(chunks * elements_per_chunk) * sizeof(float);
   return config;
 }
 
@@ -303,12 +320,25 @@ struct RowBlockOverRegistersRule {
 };
 constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {{false, 48}, {true, 32}};
 constexpr int kRowBlockMinRowsPerSm = 16;
+// Odd rows (dense, off 16-byte boundaries): the register kernel reads their
+// float4 groups in 8-byte loads whose warp accesses straddle three 128-byte
+// lines, shifts each weight group into place and, at 48 groups, spills
+// (H200 bf16, v13: 8192x4097 0.72, 8192x5121 0.56 of copy, where the
+// aligned 4096 / 5120 reach 0.93 / 0.91). The row-block kernel reads them
+// in 16-byte chunks; it takes them from this many groups per register
+// thread, at any row count.
+constexpr int kOddRowBlockMinGroups = 16;
 
 // The row-block kernel's own table is consulted last, for the few shapes
 // the rule picks (decode returns at the row count).
-inline bool row_block_over_registers(int64_t rows, int64_t hidden, int element_bytes, bool fp16,
+inline bool row_block_over_registers(int64_t rows, int64_t hidden, int element_bytes, bool fp16, bool odd_rows,
                                      const AtenSumLayout& sum, const AtenRegisterConfig& registers, int sm_count) {
-  if (!registers.supported || rows < int64_t(kRowBlockMinRowsPerSm) * sm_count) return false;
+  if (!registers.supported) return false;
+  if (odd_rows) {
+    return registers.groups_per_thread >= kOddRowBlockMinGroups &&
+           pick_aten_row_block_config(hidden, element_bytes, sum, true).supported;
+  }
+  if (rows < int64_t(kRowBlockMinRowsPerSm) * sm_count) return false;
   for (const auto& rule : kRowBlockOverRegisters) {
     if (rule.fp16 == fp16 && registers.groups_per_thread >= rule.min_groups) {
       return pick_aten_row_block_config(hidden, element_bytes, sum).supported;

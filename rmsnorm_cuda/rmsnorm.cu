@@ -1014,22 +1014,55 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
   }
 }
 
+// The in-row elements of one chunk of an odd row (its first and last
+// chunks, which it shares with the rows beside it, and a chunk whose
+// weight chunk would reach past the weight's end), element by element, out
+// of line as normalize_window_elements.
+// Every weight element is loaded before the first store: out may alias the
+// weight as far as the compiler knows, so a load after a store waits for
+// it, and element by element that was eight round trips to L2 per chunk.
+template <typename T, typename W, typename O, int N, bool kHasWeight, bool kFp32Scale>
+__device__ __noinline__ void normalize_row_elements(O* out_row, int column, Vec<T, N> x, int hidden, float inv_rms,
+                                                    const W* weight, bool add_one) {
+  auto in_row = [&](int i) { return column + i >= 0 && column + i < hidden; };
+  W w[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) w[i] = kHasWeight && in_row(i) ? weight[column + i] : W(0.f);
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    if (in_row(i)) {
+      out_row[column + i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms, w[i], add_one);
+    }
+  }
+}
+
 // The ATen-order forward with a block per row (AtenRowBlockConfig): rows of
 // ATen's unsplit layouts at most 128 lanes wide that the register kernel
 // declines, for being few (4 to ~500 rows of 4096: a lane's 8-32 groups
 // would be summed by one warp while the SMs idle) or too long for its
 // registers (fp32 past 3072, fp16 past 4096, the fused op past 256 bytes a
-// thread). ATen's order makes each lane add its groups' squares one after
-// another into four accumulators; here accumulator q of lane g is its own
-// thread (4g + q), adding the same values in the same order from the row's
-// fp32 squares in shared memory, and ((a0 + a1) + a2) + a3 joins them. The
-// row arrives in 16-byte chunks (x and the weight in flight together), each
-// thread squares its chunks into shared memory and later normalizes them
-// from its registers. Rows of whole 16-byte chunks at 16-byte boundaries
-// (strided rows too); at most kRowBlockChunksPerThread chunks a thread.
-template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
+// thread), or odd. ATen's order makes each lane add its groups' squares one
+// after another into four accumulators; here accumulator q of lane g is its
+// own thread (4g + q), adding the same values in the same order from the
+// row's fp32 squares in shared memory, and ((a0 + a1) + a2) + a3 joins them.
+// The row arrives in 16-byte chunks (x and the weight in flight together),
+// each thread squares its chunks into shared memory and later normalizes
+// them from its registers. At most kRowBlockChunksPerThread chunks a thread.
+// kOddRows: dense rows that start off 16-byte boundaries (hidden * element
+// bytes not a multiple of 16; input, out and weight on 16-byte boundaries,
+// unfused). The chunks are the tensor's, from the one that holds the row's
+// first element: `shift` elements of the row before (and of the row after)
+// are loaded, squared and ignored; the first and last chunks are stored
+// element by element (the rows beside own the rest of their bytes). The
+// sum is ATen's for a row whose fp32 squares start `head` elements before a
+// float4 group: head element e initializes accumulator 0 of lane shift + e,
+// the tail is added to accumulator 0 of the first lanes last (as
+// rms_norm_aten_span_kernel and the register kernel's kHeadTail).
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
+          bool kOddRows>
 __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kernel(const NormArgs<T, W, O, A> args,
                                                                                   const int lanes) {
+  static_assert(!(kOddRows && kFusedAdd), "odd rows: unfused");
   constexpr int kVec = 16 / sizeof(T);
   constexpr int kChunks = kRowBlockChunksPerThread;
   // Squares in flight per batch of a lane's sum: loaded together, then added
@@ -1037,26 +1070,46 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kerne
   constexpr int kSumBatch = 16;
   using Chunk = PackedVec<T, kVec>;
   using WeightChunk = PackedVec<W, kVec>;
-  extern __shared__ __align__(16) float squares[];  // the row's fp32 squares, hidden floats
+  extern __shared__ __align__(16) float squares[];  // fp32 squares of the row's chunks
   __shared__ float lane_totals[kRowBlockMaxLanes];
   const RowLayout& layout = args.layout;
   const int hidden = int(layout.hidden);
-  const int num_chunks = hidden / kVec;
   const int64_t row = blockIdx.x;
   const int64_t dense_start = row * layout.hidden;  // out, addend and input_out are dense
-  const T* x_row = args.input + layout.offset_of(row);
+  // Odd rows: elements of the row before in the row's first chunk.
+  const int shift = kOddRows ? int(dense_start % kVec) : 0;
+  const int num_chunks = (shift + hidden + kVec - 1) / kVec;
+  const T* x_row = args.input + (kOddRows ? dense_start : layout.offset_of(row));
+  O* const out_row = args.out + dense_start;
   const bool add_one = args.order == NormOrder::kGemma;
   auto has_chunk = [&](int j) { return int(threadIdx.x) + j * int(blockDim.x) < num_chunks; };
-  auto column = [&](int j) { return (int(threadIdx.x) + j * int(blockDim.x)) * kVec; };
+  // Chunk j's place among the row's chunks, and the row's column of its first element.
+  auto place = [&](int j) { return (int(threadIdx.x) + j * int(blockDim.x)) * kVec; };
+  auto column = [&](int j) { return place(j) - shift; };
+  // Odd rows: chunk j lies in the row, and the weight chunks load_shifted
+  // reads for it (from place - kVec when shift > 0) end within the weight.
+  auto whole = [&](int j) { return !kOddRows || (column(j) >= 0 && place(j) + kVec <= hidden); };
 
   wait_for_previous_grid();
+  // Every chunk's x is loaded before any is used (a use, or a call on one
+  // path, between the loads made each chunk wait for the one before).
   Chunk x[kChunks];
   WeightChunk w[kChunks];
+  // Odd rows: the tensor's last chunk may end past it.
+  auto past_end = [&](int j) { return kOddRows && dense_start + column(j) + kVec > layout.rows * layout.hidden; };
 #pragma unroll
   for (int j = 0; j < kChunks; ++j) {
-    if (has_chunk(j)) {
-      x[j] = Chunk::load(x_row + column(j));
-      if constexpr (kHasWeight) w[j] = WeightChunk::load(args.weight + column(j));
+    if (!has_chunk(j)) continue;
+    if (!past_end(j)) x[j] = Chunk::load(x_row + column(j));
+    if constexpr (kHasWeight && !kOddRows) w[j] = WeightChunk::load(args.weight + column(j));
+  }
+  if constexpr (kOddRows) {
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      if (has_chunk(j) && past_end(j)) {
+        x[j] = Chunk::of(load_window_elements<T, kVec>(args.input, dense_start + column(j), dense_start,
+                                                       dense_start + hidden));
+      }
     }
   }
   if constexpr (kFusedAdd) {  // every load above before the first store (the pointers may alias)
@@ -1080,7 +1133,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kerne
 #pragma unroll
   for (int j = 0; j < kChunks; ++j) {
     if (!has_chunk(j)) continue;
-    float4* const to = reinterpret_cast<float4*>(squares + column(j));
+    float4* const to = reinterpret_cast<float4*>(squares + place(j));
 #pragma unroll
     for (int i = 0; i < kVec; i += 4) {
       float f[4];
@@ -1093,20 +1146,30 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kerne
   __syncthreads();
 
   // Accumulator q of ATen's lane g: element q of groups g, g + lanes, ...
+  // HF's fp32 squares are a fresh dense tensor: its row starts `head`
+  // elements before a float4 group.
   const int g = int(threadIdx.x) >> 2, q = int(threadIdx.x) & 3;
-  const int num_groups = hidden / kAtenVec;
+  const int squares_shift = kOddRows ? int(dense_start % kAtenVec) : 0;
+  const int head = squares_shift == 0 ? 0 : kAtenVec - squares_shift;
+  const float* const row_squares = squares + shift;  // column p at row_squares[p]
+  const float* const groups = row_squares + head;
+  const int num_groups = (hidden - head) / kAtenVec;
   float acc = 0.f;
   if (g < lanes) {
+    if (kOddRows && q == 0 && squares_shift > 0 && g >= squares_shift && g < kAtenVec) {
+      acc = row_squares[g - squares_shift];
+    }
     for (int k0 = g; k0 < num_groups; k0 += kSumBatch * lanes) {
       float batch[kSumBatch];
 #pragma unroll
       for (int b = 0; b < kSumBatch; ++b) {
         const int k = k0 + b * lanes;
-        batch[b] = k < num_groups ? squares[k * kAtenVec + q] : 0.f;
+        batch[b] = k < num_groups ? groups[k * kAtenVec + q] : 0.f;
       }
 #pragma unroll
       for (int b = 0; b < kSumBatch; ++b) acc = __fadd_rn(acc, batch[b]);
     }
+    if (kOddRows && q == 0 && g < (hidden - head) % kAtenVec) acc = __fadd_rn(acc, groups[num_groups * kAtenVec + g]);
   }
   // ((a0 + a1) + a2) + a3 in thread 4g (4 * lanes <= blockDim: whole warps of lanes).
   const float a1 = __shfl_down_sync(0xffffffffu, acc, 1);
@@ -1122,13 +1185,32 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kerne
   float total = lanes > 32 ? gathered_tree_sum(lane_totals, lanes / 32, 32, lane) : lane_totals[lane];
   total = warp_butterfly_sum(total, 32, 0xffffffffu);
   const float inv_rms = inverse_rms(total, args.mean_factor, args.eps);
-  O* const out_row = args.out + dense_start;
+  if constexpr (kHasWeight && kOddRows) {
+    // Odd rows load their weight here, from L1 mostly: two aligned chunks
+    // per chunk, held from the start, took 87 registers a thread (56
+    // aligned) and halved the blocks per SM (8192x4097 0.55 of copy). All
+    // before the first store (the pointers may alias); a chunk that is not
+    // whole reads the weight's first chunk instead, unused (an address
+    // select, not a branch: see kWeightOfEveryGroup).
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      if (!has_chunk(j)) continue;
+      const bool shifted = shift > 0 && whole(j);
+      w[j] = WeightChunk::load_shifted(args.weight + (whole(j) ? place(j) - (shift > 0 ? kVec : 0) : 0),
+                                       shifted ? kVec - shift : 0);
+    }
+  }
 #pragma unroll
   for (int j = 0; j < kChunks; ++j) {
     if (!has_chunk(j)) continue;
-    const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x[j].vec(), inv_rms, w[j].vec(),
-                                                                              add_one);
-    store_vec<O, kVec>(out_row + column(j), y);
+    if (whole(j)) {
+      const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x[j].vec(), inv_rms, w[j].vec(),
+                                                                                add_one);
+      store_vec<O, kVec>(out_row + column(j), y);
+    } else if constexpr (kOddRows) {
+      normalize_row_elements<T, W, O, kVec, kHasWeight, kFp32Scale>(out_row, column(j), x[j].vec(), hidden, inv_rms,
+                                                                    args.weight, add_one);
+    }
   }
 }
 
@@ -1156,14 +1238,28 @@ bool rows_on(const NormArgs<T, W, O, A>& args, int elements) {
 }
 
 // RMSNORM_ROW_BLOCK=0: the span kernel wherever the row-block kernel would
-// run, and the register kernel wherever it takes the shape (A/B runs in one
-// build).
-inline bool row_block_disabled() {
-  static const bool disabled = [] {
+// run, and the register kernel wherever it takes the shape; =all: the
+// row-block kernel wherever it takes the shape, before the register kernel
+// (A/B runs in one build).
+enum class RowBlockUse { kOff, kByTable, kWherever };
+inline RowBlockUse row_block_use() {
+  static const RowBlockUse use = [] {
     const char* env = std::getenv("RMSNORM_ROW_BLOCK");
-    return env != nullptr && env[0] == '0';
+    if (env == nullptr) return RowBlockUse::kByTable;
+    if (env[0] == '0') return RowBlockUse::kOff;
+    return std::string(env) == "all" ? RowBlockUse::kWherever : RowBlockUse::kByTable;
   }();
-  return disabled;
+  return use;
+}
+
+// Rows the row-block kernel reads as odd rows: dense, off 16-byte
+// boundaries only because of their size, unfused, every pointer on one.
+template <typename T, typename W, typename O, typename A, bool kFusedAdd>
+bool odd_rows_for_row_block(const NormArgs<T, W, O, A>& args) {
+  const RowLayout& layout = args.layout;
+  const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
+  return !kFusedAdd && dense && (layout.hidden * int64_t(sizeof(T))) % 16 != 0 && is_aligned(args.input, 16) &&
+         is_aligned(args.out, 16) && (args.weight == nullptr || is_aligned(args.weight, 16));
 }
 
 // The register kernel where AtenRegisterConfig takes the shape; false
@@ -1188,15 +1284,20 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   // RMSNORM_REG_THREADS: the block size to aim for, for sweeps in one build.
   static const int threads_target = [] {
     const char* env = std::getenv("RMSNORM_REG_THREADS");
-    return env != nullptr ? std::atoi(env) : kAtenRegisterThreadsTarget;
+    return env != nullptr ? std::atoi(env) : 0;  // 0: the table's
   }();
   AtenRegisterConfig config = pick_aten_register_config(layout.rows, layout.hidden, int(sizeof(T)), sum,
                                                         props->multiProcessorCount, threads_target);
   if (!config.supported) return false;
-  if (rows_aligned && !row_block_disabled() &&
-      row_block_over_registers(layout.rows, layout.hidden, int(sizeof(T)), std::is_same_v<T, c10::Half>, sum, config,
-                               props->multiProcessorCount)) {
-    return false;  // the row-block kernel, next
+  const RowBlockUse row_block = row_block_use();
+  const bool odd_rows = !rows_aligned && odd_rows_for_row_block<T, W, O, A, kFusedAdd>(args);
+  if ((rows_aligned || odd_rows) && row_block != RowBlockUse::kOff) {
+    const bool over = row_block == RowBlockUse::kWherever
+                          ? pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum, odd_rows).supported
+                          : row_block_over_registers(layout.rows, layout.hidden, int(sizeof(T)),
+                                                     std::is_same_v<T, c10::Half>, odd_rows, sum, config,
+                                                     props->multiProcessorCount);
+    if (over) return false;  // the row-block kernel, next
   }
   if (head_tail || kFusedAdd) config.rows_per_thread = 1;  // (instantiated for one row per thread only)
   bool launched = false;
@@ -1283,18 +1384,28 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
 
 // The row-block kernel where AtenRowBlockConfig takes the shape (after the
 // register kernel declined it); false otherwise. Rows of whole 16-byte
-// chunks (rows_on), strided or not.
+// chunks (rows_on), strided or not, and odd rows (odd_rows_for_row_block).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
 bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned, int device,
                            cudaStream_t stream, bool programmatic) {
   const RowLayout& layout = args.layout;
-  if (row_block_disabled() || !rows_aligned) return false;
-  const AtenRowBlockConfig config = pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum);
+  if (row_block_use() == RowBlockUse::kOff) return false;
+  const bool odd_rows = !rows_aligned && odd_rows_for_row_block<T, W, O, A, kFusedAdd>(args);
+  if (!rows_aligned && !odd_rows) return false;
+  const AtenRowBlockConfig config = pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum, odd_rows);
   if (!config.supported) return false;
-  auto kernel = rms_norm_aten_row_block_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>;
-  allow_dynamic_smem(kernel, config.squares_bytes, device);
-  launch_kernel_with_smem(kernel, dim3(unsigned(layout.rows)), dim3(config.threads), stream, programmatic,
-                          config.squares_bytes, args, sum.lanes);
+  auto launch_with = [&](auto kernel) {
+    allow_dynamic_smem(kernel, config.squares_bytes, device);
+    launch_kernel_with_smem(kernel, dim3(unsigned(layout.rows)), dim3(config.threads), stream, programmatic,
+                            config.squares_bytes, args, sum.lanes);
+  };
+  if (odd_rows) {
+    if constexpr (!kFusedAdd) {
+      launch_with(rms_norm_aten_row_block_kernel<T, W, O, A, kHasWeight, false, kFp32Scale, true>);
+    }
+  } else {
+    launch_with(rms_norm_aten_row_block_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale, false>);
+  }
   return true;
 }
 

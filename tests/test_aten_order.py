@@ -168,7 +168,8 @@ def test_register_config_holds_each_thread_groups(tmp_path):
     holds all of its ATen thread's float4 groups, in an instantiated count of
     at most 384 bytes; several rows per thread (4 or 8 groups in all) only
     for short rows of ATen's 32 or 512 threads; blocks of whole rows of ATen
-    threads, at most 512; the L2 prefetch for rows wider than a warp; and it
+    threads, at most 512 (with rows enough, 64 threads, or 128 where each
+    thread holds several rows); the L2 prefetch for rows wider than a warp; and it
     takes every row it can hold (bf16 hidden 128-6144 at >= 16 rows, odd
     sizes such as 4097 among them; decode), declining rows under 128 (ATen's
     unvectorized sum) and few rows of many groups (the span kernel's)."""
@@ -194,59 +195,78 @@ def test_register_config_holds_each_thread_groups(tmp_path):
         assert groups == fitted, case
         assert rows_per_thread == 1 or (threads_per_row, rows_per_thread * groups) in ((32, 4), (512, 8)), case
         assert threads == slots * threads_per_row and threads % 32 == 0 and threads <= 512, case
+        if rows >= 65536:  # rows enough for the table's block size: 128 threads for several short rows each
+            assert threads == max(threads_per_row, 128 if rows_per_thread > 1 else 64), case
         assert (threads_per_row >= 64) == bool(prefetch), case
     covered = {(h, b) for (r, h, b), line in zip(cases, out) if line.split()[0] == "1" and r >= 16}
     assert {(h, 2) for h in (128, 130, 256, 768, 896, 2048, 3584, 4096, 4097, 5120, 6144, 8192)} <= covered
 
 
 ROW_BLOCK_PROGRAM = shape_program(r"""
-    const auto c = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum);
+    const bool odd = hidden * bytes % 16 != 0;  // dense odd rows (the launcher checks the pointers)
+    const auto c = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum, odd);
+    const auto aligned_only = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum);
     const auto r = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
-    const bool over_bf16 = rmsnorm::row_block_over_registers(rows, hidden, bytes, false, sum, r, 132);
-    const bool over_fp16 = rmsnorm::row_block_over_registers(rows, hidden, bytes, true, sum, r, 132);
-    std::printf("%d %d %zu %d %d %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes, sum.warps,
-                int(sum.vectorized), int(r.supported), int(over_bf16), int(over_fp16));""")
+    const bool over_bf16 = rmsnorm::row_block_over_registers(rows, hidden, bytes, false, odd, sum, r, 132);
+    const bool over_fp16 = rmsnorm::row_block_over_registers(rows, hidden, bytes, true, odd, sum, r, 132);
+    std::printf("%d %d %zu %d %d %d %d %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes,
+                sum.warps, int(sum.vectorized), int(r.supported), r.groups_per_thread, int(over_bf16),
+                int(over_fp16), int(aligned_only.supported));""")
 
 
 def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
     """pick_aten_row_block_config (rms_norm_aten_row_block_kernel, a block per
     row): four threads per ATen lane (one per accumulator) within 512, whole
-    warps, no thread with more than 4 of the row's 16-byte chunks, shared
-    memory for the row's fp32 squares within 32 KB; only ATen's vectorized,
-    unsplit layouts of at most 128 lanes and rows of whole 16-byte chunks.
-    Among the shapes the register kernel declines, it takes few rows (8x4096,
-    128x4096, 512x4096 bf16) and rows too long for registers (fp32 4096 at any
-    row count), which before it went to the span kernel; and it is preferred
-    to the register kernel for heavy 16-bit rows once rows are many."""
+    warps, no thread with more than 4 of the row's 16-byte chunks (odd rows:
+    the chunks from the one that holds the row's first element, which may
+    hold up to 16 bytes less one element of the row before), shared memory
+    for those chunks' fp32 squares, the row within 32 KB of them; only
+    ATen's vectorized, unsplit layouts of at most 128 lanes, and odd rows
+    only when asked for. Among the shapes the register kernel declines, it
+    takes few rows (8x4096, 128x4096, 512x4096 bf16, 128x4097) and rows too
+    long for registers (fp32 4096 at any row count), which before it went to
+    the span kernel; it is preferred to the register kernel for heavy 16-bit
+    rows once rows are many, and for odd rows of 16 groups or more per
+    register thread at any row count."""
     cases = [(r, h, b) for r in (1, 2, 4, 7, 8, 16, 83, 128, 264, 512, 527, 528, 2048, 8192)
-             for h in (127, 128, 136, 768, 896, 2048, 3584, 4096, 4097, 5120, 6144, 7168, 8184, 8192, 16384)
+             for h in (127, 128, 136, 768, 896, 1025, 2048, 2049, 3584, 4096, 4097, 5120, 5121, 6144, 7168, 8184,
+                       8191, 8192, 8193, 16384)
              for b in (2, 4)]
     out = run_host_program(tmp_path, ROW_BLOCK_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
     taken, preferred = set(), set()
     for (rows, hidden, element_bytes), line in zip(cases, out):
-        supported, threads, squares_bytes, lanes, warps, vectorized, registers, over_bf16, over_fp16 = (
-            int(v) for v in line.split())
+        (supported, threads, squares_bytes, lanes, warps, vectorized, registers, register_groups, over_bf16, over_fp16,
+         aligned_only) = (int(v) for v in line.split())
         case = (rows, hidden, element_bytes, line)
-        if over_bf16 or over_fp16:  # only between two kernels that both take the shape, with rows enough
+        odd = hidden * element_bytes % 16 != 0
+        if odd:  # the aligned config never takes odd rows; the rule by groups, at any row count
+            assert not aligned_only, case
+            assert over_bf16 == over_fp16 == (supported and registers and register_groups >= 16), case
+        elif over_bf16 or over_fp16:  # only between two kernels that both take the shape, with rows enough
             assert supported and registers and rows >= 16 * 132, case
         if element_bytes == 2:
             preferred.update({(rows, hidden, "bf16")} if over_bf16 else set())
             preferred.update({(rows, hidden, "fp16")} if over_fp16 else set())
-        eligible = vectorized and warps == 1 and lanes <= 128 and (hidden * element_bytes) % 16 == 0
+        eligible = vectorized and warps == 1 and lanes <= 128
         if not eligible:
             assert not supported, case
             continue
-        chunks = hidden * element_bytes // 16
+        per_chunk = 16 // element_bytes
+        chunks = -(-(hidden + per_chunk - 1) // per_chunk) if odd else hidden // per_chunk
         assert supported == (hidden * 4 <= 32 * 1024 and -(-chunks // 4) <= 512), case
         if not supported:
             continue
         assert threads % 32 == 0 and 4 * lanes <= threads <= 512 and chunks <= 4 * threads, case
-        assert squares_bytes == hidden * 4, case
+        assert squares_bytes == chunks * per_chunk * 4 >= (hidden + (per_chunk - 1 if odd else 0)) * 4, case
         if not registers:
             taken.add((rows, hidden, element_bytes))
     assert {(r, 4096, 2) for r in (4, 7, 8, 16, 83, 128, 264, 512, 527)} <= taken
     assert {(r, 4096, 4) for r in (8, 528, 2048, 8192)} <= taken
-    assert {(8192, 7168, 2), (128, 2048, 2), (83, 5120, 2), (16, 896, 2)} <= taken
+    assert {(8192, 7168, 2), (128, 2048, 2), (83, 5120, 2), (16, 896, 2), (128, 4097, 2), (264, 5121, 2),
+            (8192, 4097, 4)} <= taken
+    # odd rows of 16 groups or more per register thread, at any row count; not 8 (1025)
+    assert {(r, h, t) for r in (2048, 8192) for h in (2049, 4097, 5121) for t in ("bf16", "fp16")} <= preferred
+    assert not {(8192, 1025, "bf16"), (8192, 8193, "bf16")} & preferred
     # fp16 rows of 32 groups and bf16 rows of 48 per register thread, from 16 rows per SM on
     assert {(8192, 4096, "fp16"), (8192, 3584, "fp16"), (8192, 5120, "bf16")} <= preferred
     assert not {(2048, 4096, "fp16"), (8192, 4096, "bf16"), (8192, 3584, "bf16"), (8192, 896, "fp16")} & preferred

@@ -105,12 +105,16 @@ def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows)
 # thread for short rows, 4099 not a multiple of them) and, for odd rows, walk
 # more spans than there are resident blocks; the row-block kernel takes few
 # rows (500x4096) and, past 16 rows per SM, fp16 4096 and bf16 5120 rows
-# (2200x4096, 2500x5120). Smaller on the CPU, whose kernel has no such split; the
+# (2200x4096, 2500x5120), and odd rows of 2048 elements or more at any count
+# (3000x4097, 700x5121; 333x4097, whose last chunk ends past the tensor; 7x5121,
+# ATen's 128 lanes). Smaller on the CPU, whose kernel has no such split; the
 # same count on both, so that no parametrization is skipped.
 MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097), (100, 127), (9, 8192),
-                     (70, 128), (40, 2048), (20, 5121), (35, 128), (50, 4096), (45, 4096), (25, 5120)],
+                     (70, 128), (40, 2048), (20, 5121), (35, 128), (50, 4096), (45, 4096), (25, 5120), (33, 4097),
+                     (7, 5121)],
              "cuda": [(600, 769), (2100, 256), (20000, 769), (3000, 4097), (2048, 4096), (1000, 127), (513, 8192),
-                      (4099, 128), (1000, 2048), (700, 5121), (530, 128), (500, 4096), (2200, 4096), (2500, 5120)]}
+                      (4099, 128), (1000, 2048), (700, 5121), (530, 128), (500, 4096), (2200, 4096), (2500, 5120),
+                      (333, 4097), (7, 5121)]}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -125,13 +129,14 @@ def test_matches_llama_rmsnorm_many_rows(kernel, device, dtype, fp32_weight, cas
 
 
 # Odd rows (hidden not a multiple of 4) start at every shift against the
-# weight's 4-element groups; the CUDA register kernel reads the weight in
-# aligned groups and shifts them (PackedVec::load_shifted), which needs a
-# weight on an 8-byte (fp32: 16-byte) boundary. A weight view off it takes
-# another kernel: both must give HF's bits.
+# weight's 4-element groups; the CUDA row-block kernel (4097, 5121) and the
+# register kernel (1025) read the weight in aligned 16-byte chunks or float4
+# groups and shift them (PackedVec::load_shifted), which needs a weight on
+# such a boundary. A weight view off it takes another kernel: each must give
+# HF's bits.
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("weight_offset", [0, 1, 2], ids=lambda o: f"weight+{o}")
-@pytest.mark.parametrize("hidden", [4097, 5121, 1031])
+@pytest.mark.parametrize("hidden", [4097, 5121, 1025])
 def test_odd_rows_with_weight_at_any_offset(kernel, device, dtype, weight_offset, hidden):
     torch.manual_seed(hidden + weight_offset)
     module = make_hf_module(LlamaRMSNorm, hidden, dtype, device)
@@ -217,9 +222,10 @@ def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
 def test_each_row_count_takes_its_kernel(kernel):
     """The CUDA launch table, seen from the profiler: few rows of ATen's
     one-warp layouts, fp32 rows too long for registers and, with rows enough,
-    fp16 rows of 32 groups and bf16 rows of 48 per register thread run the
-    row-block kernel; other many-row shapes and decode the register kernel
-    (so the numerics tests above reach each)."""
+    fp16 rows of 32 groups and bf16 rows of 48 per register thread, and odd
+    rows of 16 groups or more, run the row-block kernel; other many-row
+    shapes and decode the register kernel (so the numerics tests above reach
+    each)."""
     if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or os.environ.get("RMSNORM_ROW_BLOCK") is not None:
         pytest.skip("the default launch table only")
     expected = {(1, 4096, torch.bfloat16): "aten_registers", (7, 4096, torch.bfloat16): "aten_row_block",
@@ -227,7 +233,9 @@ def test_each_row_count_takes_its_kernel(kernel):
                 (512, 4096, torch.bfloat16): "aten_row_block", (8192, 4096, torch.bfloat16): "aten_registers",
                 (8192, 4096, torch.float32): "aten_row_block", (8192, 4096, torch.float16): "aten_row_block",
                 (2048, 4096, torch.float16): "aten_registers", (8192, 5120, torch.bfloat16): "aten_row_block",
-                (8192, 3584, torch.bfloat16): "aten_registers"}
+                (8192, 3584, torch.bfloat16): "aten_registers", (8192, 4097, torch.bfloat16): "aten_row_block",
+                (8192, 5121, torch.bfloat16): "aten_row_block", (128, 4097, torch.bfloat16): "aten_row_block",
+                (8192, 4097, torch.float16): "aten_row_block", (8192, 1025, torch.bfloat16): "aten_registers"}
     for (rows, hidden, dtype), name in expected.items():
         weight = torch.ones(hidden, device="cuda", dtype=dtype)
         x = torch.randn(rows, hidden, device="cuda", dtype=dtype)
