@@ -305,43 +305,41 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
   return config;
 }
 
-// Rows the register kernel holds that the row-block kernel moves faster
-// once the rows give every SM kRowBlockMinRowsPerSm blocks: where a register
-// thread holds min_groups groups or more (fp16 pays a conversion instruction
-// per element, bf16 a shift). Measured (H200, one build, NOTES.md v14;
-// register -> row block): bf16 8192x5120 (48 groups) 0.87 -> 0.91 of copy;
-// fp16 8192x4096 (32) 0.86 -> 0.92, 32768x4096 0.87 -> 0.95, 8192x3584 (32)
-// 0.85 -> 0.87; but bf16 8192x4096 0.94 -> 0.93, 8192x3584 0.94 -> 0.89,
-// and at 2048 rows (one wave of row blocks and a tail) fp16 4096 0.86 ->
-// 0.84, bf16 0.89 -> 0.82.
+// Rows the register kernel holds that the row-block kernel moves faster:
+// where a register thread holds min_groups groups or more (fp16 pays a
+// conversion instruction per element, bf16 a shift). Rows that start on
+// 16-byte boundaries once the rows give every SM kRowBlockMinRowsPerSm
+// blocks; measured (H200, NOTES.md v15; register -> row block): bf16
+// 8192x4096 (32 groups) 0.94 -> 0.97 of copy, 32768x4096 0.97 -> 0.98,
+// 8192x3584 (32) 0.93 -> 0.94, 8192x5120 (48) 0.87 -> 0.94; fp16 8192x4096
+// 0.86 -> 0.98, 8192x3584 0.85 -> 0.95; but at 2048 rows (one wave of row
+// blocks and a tail; v14) fp16 4096 0.86 -> 0.84, bf16 0.89 -> 0.82.
+// Odd rows (dense, off 16-byte boundaries), whose register kernel reads
+// float4 groups in 8-byte loads and shifts each weight group into place, at
+// any row count (v15; register or span -> row block): bf16 8192x5121
+// 0.55 -> 0.68, fp16 8192x4097 0.58 -> 0.68, fp32 8192x2049 / 3073 0.83 /
+// 0.71 -> 0.88 / 0.88; but bf16 8192x4097 0.73 -> 0.69 and 16-bit rows of
+// 16-24 groups 0.76-0.79 -> 0.59-0.68.
 struct RowBlockOverRegistersRule {
+  int element_bytes;
   bool fp16;
+  bool odd_rows;
   int min_groups;
 };
-constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {{false, 48}, {true, 32}};
+constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {
+    {2, false, false, 32}, {2, true, false, 32},                     // aligned rows
+    {2, false, true, 48},  {2, true, true, 32},  {4, false, true, 16}};  // odd rows
 constexpr int kRowBlockMinRowsPerSm = 16;
-// Odd rows (dense, off 16-byte boundaries): the register kernel reads their
-// float4 groups in 8-byte loads whose warp accesses straddle three 128-byte
-// lines, shifts each weight group into place and, at 48 groups, spills
-// (H200 bf16, v13: 8192x4097 0.72, 8192x5121 0.56 of copy, where the
-// aligned 4096 / 5120 reach 0.93 / 0.91). The row-block kernel reads them
-// in 16-byte chunks; it takes them from this many groups per register
-// thread, at any row count.
-constexpr int kOddRowBlockMinGroups = 16;
 
 // The row-block kernel's own table is consulted last, for the few shapes
 // the rule picks (decode returns at the row count).
 inline bool row_block_over_registers(int64_t rows, int64_t hidden, int element_bytes, bool fp16, bool odd_rows,
                                      const AtenSumLayout& sum, const AtenRegisterConfig& registers, int sm_count) {
-  if (!registers.supported) return false;
-  if (odd_rows) {
-    return registers.groups_per_thread >= kOddRowBlockMinGroups &&
-           pick_aten_row_block_config(hidden, element_bytes, sum, true).supported;
-  }
-  if (rows < int64_t(kRowBlockMinRowsPerSm) * sm_count) return false;
+  if (!registers.supported || (!odd_rows && rows < int64_t(kRowBlockMinRowsPerSm) * sm_count)) return false;
   for (const auto& rule : kRowBlockOverRegisters) {
-    if (rule.fp16 == fp16 && registers.groups_per_thread >= rule.min_groups) {
-      return pick_aten_row_block_config(hidden, element_bytes, sum).supported;
+    if (rule.element_bytes == element_bytes && rule.fp16 == (fp16 && element_bytes == 2) &&
+        rule.odd_rows == odd_rows && registers.groups_per_thread >= rule.min_groups) {
+      return pick_aten_row_block_config(hidden, element_bytes, sum, odd_rows).supported;
     }
   }
   return false;

@@ -225,8 +225,9 @@ def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
     only when asked for. Among the shapes the register kernel declines, it
     takes few rows (8x4096, 128x4096, 512x4096 bf16, 128x4097) and rows too
     long for registers (fp32 4096 at any row count), which before it went to
-    the span kernel; it is preferred to the register kernel for heavy 16-bit
-    rows once rows are many, and for odd rows of 16 groups or more per
+    the span kernel; it is preferred to the register kernel for 16-bit rows
+    of 32 groups or more per register thread once rows are many, and for
+    odd rows of 48 (bf16), 32 (fp16) or 16 (fp32) groups or more per
     register thread at any row count."""
     cases = [(r, h, b) for r in (1, 2, 4, 7, 8, 16, 83, 128, 264, 512, 527, 528, 2048, 8192)
              for h in (127, 128, 136, 768, 896, 1025, 2048, 2049, 3584, 4096, 4097, 5120, 5121, 6144, 7168, 8184,
@@ -241,7 +242,11 @@ def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
         odd = hidden * element_bytes % 16 != 0
         if odd:  # the aligned config never takes odd rows; the rule by groups, at any row count
             assert not aligned_only, case
-            assert over_bf16 == over_fp16 == (supported and registers and register_groups >= 16), case
+            least = {2: (48, 32), 4: (16, 16)}[element_bytes]  # (bf16, fp16), or fp32 either way
+            assert over_bf16 == bool(supported and registers and register_groups >= least[0]), case
+            assert over_fp16 == bool(supported and registers and register_groups >= least[1]), case
+            if element_bytes == 4 and over_bf16:
+                preferred.add((rows, hidden, "fp32"))
         elif over_bf16 or over_fp16:  # only between two kernels that both take the shape, with rows enough
             assert supported and registers and rows >= 16 * 132, case
         if element_bytes == 2:
@@ -264,9 +269,11 @@ def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
     assert {(r, 4096, 4) for r in (8, 528, 2048, 8192)} <= taken
     assert {(8192, 7168, 2), (128, 2048, 2), (83, 5120, 2), (16, 896, 2), (128, 4097, 2), (264, 5121, 2),
             (8192, 4097, 4)} <= taken
-    # odd rows of 16 groups or more per register thread, at any row count; not 8 (1025)
-    assert {(r, h, t) for r in (2048, 8192) for h in (2049, 4097, 5121) for t in ("bf16", "fp16")} <= preferred
-    assert not {(8192, 1025, "bf16"), (8192, 8193, "bf16")} & preferred
-    # fp16 rows of 32 groups and bf16 rows of 48 per register thread, from 16 rows per SM on
-    assert {(8192, 4096, "fp16"), (8192, 3584, "fp16"), (8192, 5120, "bf16")} <= preferred
-    assert not {(2048, 4096, "fp16"), (8192, 4096, "bf16"), (8192, 3584, "bf16"), (8192, 896, "fp16")} & preferred
+    # odd rows from 48 groups per register thread (bf16), 32 (fp16) or 16 (fp32), at any row count
+    assert {(r, h, t) for r in (2048, 8192)
+            for h, t in ((5121, "bf16"), (4097, "fp16"), (5121, "fp16"), (2049, "fp32"))} <= preferred
+    assert not {(8192, h, "bf16") for h in (1025, 2049, 4097)} & preferred
+    assert not {(8192, h, "fp16") for h in (1025, 2049)} & preferred
+    # 16-bit rows of 32 groups per register thread, from 16 rows per SM on
+    assert {(8192, h, t) for h in (3584, 4096, 5120) for t in ("bf16", "fp16")} <= preferred
+    assert not {(2048, 4096, "fp16"), (2048, 4096, "bf16"), (8192, 2048, "bf16"), (8192, 896, "fp16")} & preferred

@@ -104,11 +104,11 @@ def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows)
 # straddle two odd-sized rows; in the register kernel, several rows per
 # thread for short rows, 4099 not a multiple of them) and, for odd rows, walk
 # more spans than there are resident blocks; the row-block kernel takes few
-# rows (500x4096) and, past 16 rows per SM, fp16 4096 and bf16 5120 rows
-# (2200x4096, 2500x5120), and odd rows of 2048 elements or more at any count
-# (3000x4097, 700x5121; 333x4097, whose last chunk ends past the tensor; 7x5121,
-# ATen's 128 lanes). Smaller on the CPU, whose kernel has no such split; the
-# same count on both, so that no parametrization is skipped.
+# rows (500x4096) and, past 16 rows per SM, 16-bit rows of 4096 and 5120
+# (2200x4096, 2500x5120), and odd rows: few (333x4097, whose last chunk
+# ends past the tensor; 7x5121, ATen's 128 lanes) and 5121 at any count.
+# Smaller on the CPU, whose kernel has no such split; the same count on
+# both, so that no parametrization is skipped.
 MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097), (100, 127), (9, 8192),
                      (70, 128), (40, 2048), (20, 5121), (35, 128), (50, 4096), (45, 4096), (25, 5120), (33, 4097),
                      (7, 5121)],
@@ -222,20 +222,22 @@ def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
 def test_each_row_count_takes_its_kernel(kernel):
     """The CUDA launch table, seen from the profiler: few rows of ATen's
     one-warp layouts, fp32 rows too long for registers and, with rows enough,
-    fp16 rows of 32 groups and bf16 rows of 48 per register thread, and odd
-    rows of 16 groups or more, run the row-block kernel; other many-row
-    shapes and decode the register kernel (so the numerics tests above reach
-    each)."""
+    16-bit rows of 32 groups per register thread (odd rows: bf16 from 48, at
+    any count; fp32 odd rows from 16), run the row-block kernel;
+    other many-row shapes and decode the register kernel (so the numerics
+    tests above reach each)."""
     if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or os.environ.get("RMSNORM_ROW_BLOCK") is not None:
         pytest.skip("the default launch table only")
     expected = {(1, 4096, torch.bfloat16): "aten_registers", (7, 4096, torch.bfloat16): "aten_row_block",
                 (8, 4096, torch.bfloat16): "aten_row_block", (128, 4096, torch.bfloat16): "aten_row_block",
-                (512, 4096, torch.bfloat16): "aten_row_block", (8192, 4096, torch.bfloat16): "aten_registers",
+                (512, 4096, torch.bfloat16): "aten_row_block", (8192, 4096, torch.bfloat16): "aten_row_block",
                 (8192, 4096, torch.float32): "aten_row_block", (8192, 4096, torch.float16): "aten_row_block",
                 (2048, 4096, torch.float16): "aten_registers", (8192, 5120, torch.bfloat16): "aten_row_block",
-                (8192, 3584, torch.bfloat16): "aten_registers", (8192, 4097, torch.bfloat16): "aten_row_block",
+                (8192, 3584, torch.bfloat16): "aten_row_block", (8192, 4097, torch.bfloat16): "aten_registers",
+                (2048, 4096, torch.bfloat16): "aten_registers", (8192, 2048, torch.bfloat16): "aten_registers",
                 (8192, 5121, torch.bfloat16): "aten_row_block", (128, 4097, torch.bfloat16): "aten_row_block",
-                (8192, 4097, torch.float16): "aten_row_block", (8192, 1025, torch.bfloat16): "aten_registers"}
+                (8192, 4097, torch.float16): "aten_row_block", (8192, 2049, torch.float32): "aten_row_block",
+                (8192, 2049, torch.bfloat16): "aten_registers"}
     for (rows, hidden, dtype), name in expected.items():
         weight = torch.ones(hidden, device="cuda", dtype=dtype)
         x = torch.randn(rows, hidden, device="cuda", dtype=dtype)
