@@ -1270,9 +1270,9 @@ inline RowBlockUse row_block_use() {
 template <typename T, typename W, typename O, typename A, bool kFusedAdd>
 bool odd_rows_for_row_block(const NormArgs<T, W, O, A>& args) {
   const RowLayout& layout = args.layout;
-  const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
-  return !kFusedAdd && dense && (layout.hidden * int64_t(sizeof(T))) % 16 != 0 && is_aligned(args.input, 16) &&
-         is_aligned(args.out, 16) && (args.weight == nullptr || is_aligned(args.weight, 16));
+  return !kFusedAdd && layout.is_dense() && (layout.hidden * int64_t(sizeof(T))) % 16 != 0 &&
+         is_aligned(args.input, 16) && is_aligned(args.out, 16) &&
+         (args.weight == nullptr || is_aligned(args.weight, 16));
 }
 
 // The register kernel where AtenRegisterConfig takes the shape; false
@@ -1282,7 +1282,7 @@ bool odd_rows_for_row_block(const NormArgs<T, W, O, A>& args) {
 // stream being rare).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
 bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned,
-                           const cudaDeviceProp* props, cudaStream_t stream, bool programmatic) {
+                           bool odd_rows, const cudaDeviceProp* props, cudaStream_t stream, bool programmatic) {
   // RMSNORM_ATEN_REGISTERS=0: the span kernel instead, for A/B runs in one build.
   static const bool disabled = [] {
     const char* env = std::getenv("RMSNORM_ATEN_REGISTERS");
@@ -1291,7 +1291,7 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   const RowLayout& layout = args.layout;
   if (disabled) return false;
   const bool whole_groups = rows_on(args, kAtenVec);
-  const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
+  const bool dense = layout.is_dense();
   const bool head_tail = !whole_groups && !kFusedAdd && dense && pointers_on(args, kAtenVec);
   if (!whole_groups && !head_tail) return false;
   // RMSNORM_REG_THREADS: the block size to aim for, for sweeps in one build.
@@ -1303,7 +1303,6 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
                                                         props->multiProcessorCount, threads_target);
   if (!config.supported) return false;
   const RowBlockUse row_block = row_block_use();
-  const bool odd_rows = !rows_aligned && odd_rows_for_row_block<T, W, O, A, kFusedAdd>(args);
   if ((rows_aligned || odd_rows) && row_block != RowBlockUse::kOff) {
     const bool over = row_block == RowBlockUse::kWherever
                           ? pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum, odd_rows).supported
@@ -1399,12 +1398,10 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
 // register kernel declined it); false otherwise. Rows of whole 16-byte
 // chunks (rows_on), strided or not, and odd rows (odd_rows_for_row_block).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
-bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned, int device,
-                           cudaStream_t stream, bool programmatic) {
+bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned,
+                           bool odd_rows, int device, cudaStream_t stream, bool programmatic) {
   const RowLayout& layout = args.layout;
-  if (row_block_use() == RowBlockUse::kOff) return false;
-  const bool odd_rows = !rows_aligned && odd_rows_for_row_block<T, W, O, A, kFusedAdd>(args);
-  if (!rows_aligned && !odd_rows) return false;
+  if (row_block_use() == RowBlockUse::kOff || !(rows_aligned || odd_rows)) return false;
   const AtenRowBlockConfig config = pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum, odd_rows);
   if (!config.supported) return false;
   auto launch_with = [&](auto kernel) {
@@ -1430,7 +1427,7 @@ template <typename T, typename W, typename O, typename A, bool kHasWeight, bool 
 bool launch_aten_span(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned,
                       const cudaDeviceProp* props, int device, cudaStream_t stream, bool programmatic) {
   const RowLayout& layout = args.layout;
-  const bool dense = layout.num_dims == 1 && (layout.rows == 1 || layout.strides[0] == layout.hidden);
+  const bool dense = layout.is_dense();
   if (!dense || !is_aligned(args.input, 16) || !is_aligned(args.out, 16)) return false;
   if (kFusedAdd && !rows_aligned) return false;
   // RMSNORM_SPAN_TUNE="BYTES,THREADS": the span size and block size to aim
@@ -1494,12 +1491,14 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
     const cudaDeviceProp* props = at::cuda::getDeviceProperties(device);
     const AtenSumLayout sum = pick_aten_sum_layout(layout.rows, layout.hidden, props->multiProcessorCount,
                                                    props->maxThreadsPerMultiProcessor);
+    // Rows off 16-byte boundaries that the row-block kernel reads (checked once; aligned rows skip it).
+    const bool odd_rows = !rows_aligned && odd_rows_for_row_block<T, W, O, A, kFusedAdd>(args);
     if (sum.supported && launch_aten_registers<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
-                             args, sum, rows_aligned, props, stream, programmatic)) {
+                             args, sum, rows_aligned, odd_rows, props, stream, programmatic)) {
       return;
     }
     if (sum.supported && launch_aten_row_block<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
-                             args, sum, rows_aligned, device, stream, programmatic)) {
+                             args, sum, rows_aligned, odd_rows, device, stream, programmatic)) {
       return;
     }
     if (sum.supported && launch_aten_span<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(

@@ -94,11 +94,9 @@ struct PackedVec {
   // wanted: at shift 0 the second load reads the first vector again (an L1
   // hit; a branch around it cost the odd-row kernel a branch per group).
   __device__ __forceinline__ static PackedVec load_shifted(const T* aligned, int shift) {
-    return shifted(load(aligned), load(aligned + (shift > 0 ? N : 0)), shift);
-  }
-  // The N elements that start `shift` elements into `low`, continued by `high`.
-  __device__ __forceinline__ static PackedVec shifted(const PackedVec& low, const PackedVec& high, int shift) {
     uint32_t both[2 * kWords];
+    const PackedVec low = load(aligned);
+    const PackedVec high = load(aligned + (shift > 0 ? N : 0));
 #pragma unroll
     for (int i = 0; i < kWords; ++i) {
       both[i] = low.words[i];

@@ -25,6 +25,11 @@ struct RowLayout {
   int64_t sizes[kMaxRowDims] = {0, 1, 1};    // outermost first
   int64_t strides[kMaxRowDims] = {0, 0, 0};  // in elements
 
+  // Rows one after another, each right after the last (a single row too).
+  RMSNORM_HOST_DEVICE inline bool is_dense() const {
+    return num_dims == 1 && (rows == 1 || strides[0] == hidden);
+  }
+
   // Element offset of the first element of `row`. The loop is unrolled over
   // constant indices so that a kernel reads sizes/strides straight from its
   // parameters (a run-time index would copy the struct to local memory).
