@@ -264,9 +264,8 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
 }
 
 // The ATen-order forward with a block per row (rms_norm_aten_row_block_kernel):
-// four threads per ATen lane for the sum (one per accumulator), and enough
-// threads beside them that none holds more than kRowBlockChunksPerThread
-// 16-byte chunks of the row. For what the register kernel declines in
+// a thread per ATen lane for the sum, and enough threads beside them that
+// none holds more than row_block_chunks_per_thread 16-byte chunks of the row. For what the register kernel declines in
 // ATen's unsplit layouts of at most 128 lanes: few rows (4 to ~500 of 4096),
 // and rows too long for its registers. Measured (H200, benchmarks/NOTES.md
 // v14), against the span kernel that took them before: bf16 8x4096 3.11 ->
@@ -279,8 +278,24 @@ struct AtenRowBlockConfig {
   int threads = 0;
   size_t squares_bytes = 0;  // dynamic shared memory: the fp32 squares of the row's chunks
 };
+// Aligned rows hold x and the weight from the start, odd rows x alone up to
+// the sum (their weight is loaded after it): one chunk more, so that odd
+// rows take as many warps as aligned ones (4097: 128 threads, where four
+// chunks a thread took 160 and the fifth warp's sum, addresses and barrier
+// waits; v16).
 constexpr int kRowBlockChunksPerThread = 4;
-constexpr int kRowBlockMaxLanes = kAtenMaxThreads / 4;
+constexpr int kOddRowBlockChunksPerThread = 5;
+constexpr int row_block_chunks_per_thread(bool odd_rows) {
+  return odd_rows ? kOddRowBlockChunksPerThread : kRowBlockChunksPerThread;
+}
+// The kernel (weight and input of one type) at most 64 registers a thread,
+// two 512-thread blocks per SM: left to itself, nvcc put every odd row
+// chunk's pair of weight loads in flight at once (74 registers: the SM held
+// 6 blocks of 128 threads instead of 8, 8192x4097 0.80 -> 0.77 of copy),
+// and all eight float4 loads of a lane's sum batch (80 registers: 8192x5120
+// 0.98 -> 0.84; v16 builds C and F).
+constexpr int kRowBlockMinBlocks = 2;
+constexpr int kRowBlockMaxLanes = 128;  // wider layouts (a row or two: 1x4096 has 512 lanes) are the register kernel's
 constexpr int64_t kRowBlockMaxSquaresBytes = 32 * 1024;  // 8192 floats (ATen splits longer one-warp rows)
 
 inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element_bytes, const AtenSumLayout& sum,
@@ -296,7 +311,8 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
   const int64_t chunks = (hidden + (odd_rows ? elements_per_chunk - 1 : 0) + elements_per_chunk - 1) /
                          elements_per_chunk;
   int64_t threads =
-      std::max<int64_t>(4 * sum.lanes, (chunks + kRowBlockChunksPerThread - 1) / kRowBlockChunksPerThread);
+      std::max<int64_t>(sum.lanes, (chunks + row_block_chunks_per_thread(odd_rows) - 1) /
+                                       row_block_chunks_per_thread(odd_rows));
   threads = (threads + 31) / 32 * 32;
   if (threads > kAtenMaxThreads) return config;
   config.supported = true;
@@ -306,39 +322,40 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
 }
 
 // Rows the register kernel holds that the row-block kernel moves faster:
-// where a register thread holds min_groups groups or more (fp16 pays a
-// conversion instruction per element, bf16 a shift). Rows that start on
-// 16-byte boundaries once the rows give every SM kRowBlockMinRowsPerSm
-// blocks; measured (H200, NOTES.md v15; register -> row block): bf16
-// 8192x4096 (32 groups) 0.94 -> 0.97 of copy, 32768x4096 0.97 -> 0.98,
-// 8192x3584 (32) 0.93 -> 0.94, 8192x5120 (48) 0.87 -> 0.94; fp16 8192x4096
-// 0.86 -> 0.98, 8192x3584 0.85 -> 0.95; but at 2048 rows (one wave of row
-// blocks and a tail; v14) fp16 4096 0.86 -> 0.84, bf16 0.89 -> 0.82.
-// Odd rows (dense, off 16-byte boundaries), whose register kernel reads
-// float4 groups in 8-byte loads and shifts each weight group into place, at
-// any row count (v15; register or span -> row block): bf16 8192x5121
-// 0.55 -> 0.68, fp16 8192x4097 0.58 -> 0.68, fp32 8192x2049 / 3073 0.83 /
-// 0.71 -> 0.88 / 0.88; but bf16 8192x4097 0.73 -> 0.69 and 16-bit rows of
-// 16-24 groups 0.76-0.79 -> 0.59-0.68.
+// where ATen's threads hold min_groups float4 groups of the row or more
+// (hidden / 4 / ATen's threads per row, as the rows are, not as the
+// register kernel rounds them up), at any row count (the register kernel
+// declines rows too few for its one-warp rows). Measured (H200,
+// benchmarks/NOTES.md v16, register -> row block, fraction of copy):
+// aligned bf16 8192x2048 (16 groups) 0.93 -> 0.99, 8192x3072 (24) 0.95 ->
+// 0.99, 8192x4096 0.97 -> 0.99, 2048x4096 0.92 -> 0.97, 1024x4096 0.79 ->
+// 0.98, 528x4096 0.67 -> 0.83, 1024x2048 0.93 -> 0.95; fp16 2048x4096
+// 0.86 -> 0.97; fp32 8192x768 (6) / 896 / 1024 0.95-0.97 -> 1.00; but
+// bf16 8192x1536 (12) 0.93 -> 0.86, 8192x1024 (8) 0.96 -> 0.78 and fp32
+// 8192x512 (4) 1.01 -> 0.78. Odd rows (dense, off 16-byte boundaries),
+// whose register kernel reads float4 groups in 8-byte loads and shifts
+// each weight group into place: bf16 8192x4097 (32) 0.73 -> 0.84,
+// 8192x5121 (40) 0.67 -> 0.81, 8192x3073 (24) 0.76 -> 0.83, 8192x2049
+// (16) 0.76 -> 0.79, 2048x4097 0.79 / 0.79; fp16 alike; fp32 8192x2049
+// (16) 0.82 -> 0.96 (row blocks either way); but bf16 8192x1025 (8) 0.76
+// -> 0.63.
 struct RowBlockOverRegistersRule {
   int element_bytes;
-  bool fp16;
   bool odd_rows;
   int min_groups;
 };
 constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {
-    {2, false, false, 32}, {2, true, false, 32},                     // aligned rows
-    {2, false, true, 48},  {2, true, true, 32},  {4, false, true, 16}};  // odd rows
-constexpr int kRowBlockMinRowsPerSm = 16;
+    {2, false, 16}, {4, false, 6},  // aligned rows
+    {2, true, 16},  {4, true, 16}};  // odd rows
 
-// The row-block kernel's own table is consulted last, for the few shapes
-// the rule picks (decode returns at the row count).
-inline bool row_block_over_registers(int64_t rows, int64_t hidden, int element_bytes, bool fp16, bool odd_rows,
-                                     const AtenSumLayout& sum, const AtenRegisterConfig& registers, int sm_count) {
-  if (!registers.supported || (!odd_rows && rows < int64_t(kRowBlockMinRowsPerSm) * sm_count)) return false;
+// The row-block kernel's own table is consulted last, for the shapes the
+// rule picks.
+inline bool row_block_over_registers(int64_t hidden, int element_bytes, bool odd_rows, const AtenSumLayout& sum,
+                                     const AtenRegisterConfig& registers) {
+  if (!registers.supported) return false;
+  const int64_t groups = hidden / kAtenVec / sum.threads_per_row();
   for (const auto& rule : kRowBlockOverRegisters) {
-    if (rule.element_bytes == element_bytes && rule.fp16 == (fp16 && element_bytes == 2) &&
-        rule.odd_rows == odd_rows && registers.groups_per_thread >= rule.min_groups) {
+    if (rule.element_bytes == element_bytes && rule.odd_rows == odd_rows && groups >= rule.min_groups) {
       return pick_aten_row_block_config(hidden, element_bytes, sum, odd_rows).supported;
     }
   }

@@ -1014,37 +1014,42 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
   }
 }
 
-// A float of shared memory at a shared-window address: one LDS. Through a
-// generic pointer, nvcc rebuilt the window's base (S2R SR_CgaCtaId and
-// three more) before each predicated load of the row-block kernel's sum
-// (ncu source counters, 8192x4097: ~9 instructions per square added). After
-// the barrier that publishes the squares: volatile with a memory clobber.
-__device__ __forceinline__ float load_shared_float(uint32_t address) {
-  float value;
-  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(value) : "r"(address) : "memory");
-  return value;
+// A float4 of shared memory at a shared-window address: one LDS.128.
+// Through a generic pointer, nvcc rebuilt the window's base (S2R
+// SR_CgaCtaId and three more) before each predicated load of the row-block
+// kernel's sum (ncu source counters, v15: ~9 instructions per square).
+// After the barrier that publishes the squares: volatile with a memory
+// clobber.
+__device__ __forceinline__ float4 load_shared_float4(uint32_t address) {
+  float4 v;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(address)
+               : "memory");
+  return v;
 }
 
-// The in-row elements of one chunk of an odd row (its first and last
-// chunks, which it shares with the rows beside it, and a chunk whose
-// weight chunk would reach past the weight's end), element by element, out
-// of line as normalize_window_elements.
-// Every weight element is loaded before the first store: out may alias the
-// weight as far as the compiler knows, so a load after a store waits for
-// it, and element by element that was eight round trips to L2 per chunk.
-template <typename T, typename W, typename O, int N, bool kHasWeight, bool kFp32Scale>
-__device__ __noinline__ void normalize_row_elements(O* out_row, int column, Vec<T, N> x, int hidden, float inv_rms,
-                                                    const W* weight, bool add_one) {
-  auto in_row = [&](int i) { return column + i >= 0 && column + i < hidden; };
-  W w[N];
-#pragma unroll
-  for (int i = 0; i < N; ++i) w[i] = kHasWeight && in_row(i) ? weight[column + i] : W(0.f);
-#pragma unroll
-  for (int i = 0; i < N; ++i) {
-    if (in_row(i)) {
-      out_row[column + i] = normalize<T, W, O, kHasWeight, kFp32Scale>(to_float(x.v[i]), inv_rms, w[i], add_one);
+// One float4 group of squares into ATen's four accumulators.
+__device__ __forceinline__ void add_group(float4& acc, const float4& group) {
+  acc.x = __fadd_rn(acc.x, group.x);
+  acc.y = __fadd_rn(acc.y, group.y);
+  acc.z = __fadd_rn(acc.z, group.z);
+  acc.w = __fadd_rn(acc.w, group.w);
+}
+
+// Calls f(std::integral_constant<int, kShift>) for the runtime shift
+// (0 <= shift < N): a block-uniform branch, after which a shift is
+// register picks and funnel shifts by constants (by a runtime shift, the
+// odd-row kernel spent ~58 instructions a chunk selecting words; v16).
+template <int N, int kShift = 0, typename F>
+__device__ __forceinline__ void with_constant_shift(int shift, F&& f) {
+  if constexpr (kShift + 1 < N) {
+    if (shift != kShift) {
+      with_constant_shift<N, kShift + 1>(shift, f);
+      return;
     }
   }
+  f(std::integral_constant<int, kShift>{});
 }
 
 // The ATen-order forward with a block per row (AtenRowBlockConfig): rows of
@@ -1053,12 +1058,12 @@ __device__ __noinline__ void normalize_row_elements(O* out_row, int column, Vec<
 // would be summed by one warp while the SMs idle) or too long for its
 // registers (fp32 past 3072, fp16 past 4096, the fused op past 256 bytes a
 // thread), or odd. ATen's order makes each lane add its groups' squares one
-// after another into four accumulators; here accumulator q of lane g is its
-// own thread (4g + q), adding the same values in the same order from the
-// row's fp32 squares in shared memory, and ((a0 + a1) + a2) + a3 joins them.
-// The row arrives in 16-byte chunks (x and the weight in flight together),
-// each thread squares its chunks into shared memory and later normalizes
-// them from its registers. At most kRowBlockChunksPerThread chunks a thread.
+// after another into four accumulators; here lane g is thread g, adding the
+// same values in the same order from the row's fp32 squares in shared
+// memory, and ((a0 + a1) + a2) + a3 joins them. The row arrives in 16-byte
+// chunks (x and the weight in flight together), each thread squares its
+// chunks into shared memory and later normalizes them from its registers.
+// At most row_block_chunks_per_thread(kOddRows) chunks a thread.
 // kOddRows: dense rows that start off 16-byte boundaries (hidden * element
 // bytes not a multiple of 16; input, out and weight on 16-byte boundaries,
 // unfused). The chunks are the tensor's, from the one that holds the row's
@@ -1071,14 +1076,12 @@ __device__ __noinline__ void normalize_row_elements(O* out_row, int column, Vec<
 // rms_norm_aten_span_kernel and the register kernel's kHeadTail).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
           bool kOddRows>
-__global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kernel(const NormArgs<T, W, O, A> args,
-                                                                                  const int lanes) {
+__global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRowBlockMinBlocks : 1)
+    rms_norm_aten_row_block_kernel(const NormArgs<T, W, O, A> args, const int lanes) {
   static_assert(!(kOddRows && kFusedAdd), "odd rows: unfused");
   constexpr int kVec = 16 / sizeof(T);
-  constexpr int kChunks = kRowBlockChunksPerThread;
-  // Squares in flight per batch of a lane's sum: loaded together, then added
-  // in order (a missing group adds +0, which leaves a sum of squares as is).
-  constexpr int kSumBatch = 16;
+  constexpr int kChunks = row_block_chunks_per_thread(kOddRows);
+  constexpr int kSumBatch = 8;  // float4 groups of a lane's sum in flight at once
   using Chunk = PackedVec<T, kVec>;
   using WeightChunk = PackedVec<W, kVec>;
   extern __shared__ __align__(16) float squares[];  // fp32 squares of the row's chunks
@@ -1093,12 +1096,22 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kerne
   const T* x_row = args.input + (kOddRows ? dense_start : layout.offset_of(row));
   O* const out_row = args.out + dense_start;
   const bool add_one = args.order == NormOrder::kGemma;
-  auto has_chunk = [&](int j) { return int(threadIdx.x) + j * int(blockDim.x) < num_chunks; };
+  // The row's chunk in this thread's slot j. Odd rows: the last slot's
+  // chunks end at the block's last thread, so that the row's two edge
+  // chunks (stored element by element) fall to different warps; thread 0
+  // held both at 128 threads (128x4097 4.0 -> 4.6 us).
+  auto chunk_of = [&](int j) {
+    const int t = int(threadIdx.x), threads = int(blockDim.x);
+    return kOddRows && j == kChunks - 1 ? num_chunks - threads + t : t + j * threads;
+  };
+  auto has_chunk = [&](int j) {
+    return kOddRows && j == kChunks - 1 ? chunk_of(j) >= j * int(blockDim.x) : chunk_of(j) < num_chunks;
+  };
   // Chunk j's place among the row's chunks, and the row's column of its first element.
-  auto place = [&](int j) { return (int(threadIdx.x) + j * int(blockDim.x)) * kVec; };
+  auto place = [&](int j) { return chunk_of(j) * kVec; };
   auto column = [&](int j) { return place(j) - shift; };
-  // Odd rows: chunk j lies in the row, and the weight chunks load_shifted
-  // reads for it (from place - kVec when shift > 0) end within the weight.
+  // Odd rows: chunk j lies in the row, and the pair of weight chunks its
+  // weight is shifted from (from place - kVec when shift > 0) lies in the weight.
   auto whole = [&](int j) { return !kOddRows || (column(j) >= 0 && place(j) + kVec <= hidden); };
 
   wait_for_previous_grid();
@@ -1106,8 +1119,10 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kerne
   // path, between the loads made each chunk wait for the one before).
   Chunk x[kChunks];
   WeightChunk w[kChunks];
-  // Odd rows: the tensor's last chunk may end past it.
-  auto past_end = [&](int j) { return kOddRows && dense_start + column(j) + kVec > layout.rows * layout.hidden; };
+  // Odd rows: the last row's last chunk may end past the tensor (a check
+  // on the block's row first: 64-bit sums per chunk cost ~6 instructions).
+  const bool last_row = row + 1 == layout.rows;
+  auto past_end = [&](int j) { return kOddRows && last_row && column(j) + kVec > hidden; };
 #pragma unroll
   for (int j = 0; j < kChunks; ++j) {
     if (!has_chunk(j)) continue;
@@ -1156,39 +1171,41 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kerne
   }
   __syncthreads();
 
-  // Accumulator q of ATen's lane g: element q of groups g, g + lanes, ...
+  // ATen's lane g is thread g here: it adds element q of its groups g,
+  // g + lanes, ... into accumulator q, one group (one LDS.128) at a time,
+  // and joins them ((a0 + a1) + a2) + a3, as ATen's thread does. (Four
+  // threads per lane, one per accumulator, spent four warps' predicates,
+  // addresses and loads on what one warp's float4 loads do; v16.)
   // HF's fp32 squares are a fresh dense tensor: its row starts `head`
-  // elements before a float4 group.
-  const int g = int(threadIdx.x) >> 2, q = int(threadIdx.x) & 3;
+  // elements before a float4 group, and groups sits on 16 bytes (shift +
+  // head is a multiple of 4).
+  const int g = int(threadIdx.x);
   const int squares_shift = kOddRows ? int(dense_start % kAtenVec) : 0;
   const int head = squares_shift == 0 ? 0 : kAtenVec - squares_shift;
   const float* const row_squares = squares + shift;  // column p at row_squares[p]
   const float* const groups = row_squares + head;
   const int num_groups = (hidden - head) / kAtenVec;
-  constexpr uint32_t kGroupBytes = kAtenVec * sizeof(float);
-  const uint32_t lane_squares = static_cast<uint32_t>(__cvta_generic_to_shared(groups + q));
-  float acc = 0.f;
   if (g < lanes) {
-    if (kOddRows && q == 0 && squares_shift > 0 && g >= squares_shift && g < kAtenVec) {
-      acc = row_squares[g - squares_shift];
-    }
-    for (int k0 = g; k0 < num_groups; k0 += kSumBatch * lanes) {
-      float batch[kSumBatch];
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (kOddRows && squares_shift > 0 && g >= squares_shift && g < kAtenVec) acc.x = row_squares[g - squares_shift];
+    constexpr uint32_t kGroupBytes = kAtenVec * sizeof(float);
+    uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(groups)) + uint32_t(g) * kGroupBytes;
+    const uint32_t step = uint32_t(lanes) * kGroupBytes;
+    int k = g;
+    // Whole batches unchecked (a lane's groups are in flight together, then
+    // added in order), then the rest one by one.
+    for (; k + (kSumBatch - 1) * lanes < num_groups; k += kSumBatch * lanes) {
+      float4 batch[kSumBatch];
 #pragma unroll
-      for (int b = 0; b < kSumBatch; ++b) {
-        const int k = k0 + b * lanes;
-        batch[b] = k < num_groups ? load_shared_float(lane_squares + uint32_t(k) * kGroupBytes) : 0.f;
-      }
+      for (int b = 0; b < kSumBatch; ++b) batch[b] = load_shared_float4(address + uint32_t(b) * step);
 #pragma unroll
-      for (int b = 0; b < kSumBatch; ++b) acc = __fadd_rn(acc, batch[b]);
+      for (int b = 0; b < kSumBatch; ++b) add_group(acc, batch[b]);
+      address += kSumBatch * step;
     }
-    if (kOddRows && q == 0 && g < (hidden - head) % kAtenVec) acc = __fadd_rn(acc, groups[num_groups * kAtenVec + g]);
+    for (; k < num_groups; k += lanes, address += step) add_group(acc, load_shared_float4(address));
+    if (kOddRows && g < (hidden - head) % kAtenVec) acc.x = __fadd_rn(acc.x, groups[num_groups * kAtenVec + g]);
+    lane_totals[g] = __fadd_rn(__fadd_rn(__fadd_rn(acc.x, acc.y), acc.z), acc.w);
   }
-  // ((a0 + a1) + a2) + a3 in thread 4g (4 * lanes <= blockDim: whole warps of lanes).
-  const float a1 = __shfl_down_sync(0xffffffffu, acc, 1);
-  const float a2 = __shfl_down_sync(0xffffffffu, acc, 2);
-  const float a3 = __shfl_down_sync(0xffffffffu, acc, 3);
-  if (q == 0 && g < lanes) lane_totals[g] = __fadd_rn(__fadd_rn(__fadd_rn(acc, a1), a2), a3);
   __syncthreads();
   allow_next_grid();
   // aten_tree_sum's levels for one row (gathered in registers, then the
@@ -1198,32 +1215,72 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_row_block_kerne
   float total = lanes > 32 ? gathered_tree_sum(lane_totals, lanes / 32, 32, lane) : lane_totals[lane];
   total = warp_butterfly_sum(total, 32, 0xffffffffu);
   const float inv_rms = inverse_rms(total, args.mean_factor, args.eps);
-  if constexpr (kHasWeight && kOddRows) {
-    // Odd rows load their weight here, from L1 mostly: two aligned chunks
-    // per chunk, held from the start, took 87 registers a thread (56
-    // aligned) and halved the blocks per SM (8192x4097 0.55 of copy). All
-    // before the first store (the pointers may alias); a chunk that is not
-    // whole reads the weight's first chunk instead, unused (an address
-    // select, not a branch: see kWeightOfEveryGroup).
+  // Chunks [kFirst, kEnd): odd rows' weight, then normalized and stored.
+  auto finish_chunks = [&](auto first_constant, auto end_constant) {
+    constexpr int kFirst = decltype(first_constant)::value, kEnd = decltype(end_constant)::value;
+    if constexpr (kHasWeight && kOddRows) {
+      // Odd rows load their weight here, from L1 mostly: held from the
+      // start, it took 87 registers a thread (56 aligned) and halved the
+      // blocks per SM (8192x4097 0.55 of copy; v15). A chunk's weight is
+      // the pair of the weight's aligned chunks around its columns, shifted
+      // by the row's `shift`. Addresses are clamped into the weight: a chunk
+      // that is not whole gathers its in-row elements after the switch.
+      const int last_whole = (hidden / kVec - 1) * kVec;  // the weight's last whole 16-byte chunk
+      with_constant_shift<kVec>(shift, [&](auto shift_constant) {
+        constexpr int kShift = decltype(shift_constant)::value;
 #pragma unroll
-    for (int j = 0; j < kChunks; ++j) {
+        for (int j = kFirst; j < kEnd; ++j) {
+          if (!has_chunk(j)) continue;
+          const WeightChunk high = WeightChunk::load(args.weight + min(place(j), last_whole));
+          if constexpr (kShift == 0) {
+            w[j] = high;
+          } else {
+            const WeightChunk low = WeightChunk::load(args.weight + min(max(place(j) - kVec, 0), last_whole));
+            w[j] = WeightChunk::template from_pair<kVec - kShift>(low, high);
+          }
+        }
+      });
+#pragma unroll
+      for (int j = kFirst; j < kEnd; ++j) {
+        if (!has_chunk(j) || whole(j)) continue;
+        Vec<W, kVec> gathered;
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) {
+          const int c = column(j) + i;
+          gathered.v[i] = c >= 0 && c < hidden ? args.weight[c] : W(0.f);
+        }
+        w[j] = WeightChunk::of(gathered);
+      }
+    }
+#pragma unroll
+    for (int j = kFirst; j < kEnd; ++j) {
       if (!has_chunk(j)) continue;
-      const bool shifted = shift > 0 && whole(j);
-      w[j] = WeightChunk::load_shifted(args.weight + (whole(j) ? place(j) - (shift > 0 ? kVec : 0) : 0),
-                                       shifted ? kVec - shift : 0);
-    }
-  }
+      const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x[j].vec(), inv_rms,
+                                                                                w[j].vec(), add_one);
+      if (whole(j)) {
+        store_vec<O, kVec>(out_row + column(j), y);
+      } else {
+        // Odd rows' first and last chunks, which the rows beside share:
+        // their in-row elements one by one.
 #pragma unroll
-  for (int j = 0; j < kChunks; ++j) {
-    if (!has_chunk(j)) continue;
-    if (whole(j)) {
-      const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x[j].vec(), inv_rms, w[j].vec(),
-                                                                                add_one);
-      store_vec<O, kVec>(out_row + column(j), y);
-    } else if constexpr (kOddRows) {
-      normalize_row_elements<T, W, O, kVec, kHasWeight, kFp32Scale>(out_row, column(j), x[j].vec(), hidden, inv_rms,
-                                                                    args.weight, add_one);
+        for (int i = 0; i < kVec; ++i) {
+          const int c = column(j) + i;
+          if (c >= 0 && c < hidden) out_row[c] = y.v[i];
+        }
+      }
     }
+  };
+  using std::integral_constant;
+  if constexpr (kOddRows) {
+    // In two steps, each step's weight loaded before its stores (a store
+    // between a load and its use made each chunk wait; the pointers may
+    // alias): every chunk's pair in flight at once took 74 registers and
+    // the SM 6 blocks of 128 threads instead of 8 (8192x4097 0.80 -> 0.77).
+    constexpr int kFirstStep = (kChunks + 1) / 2;
+    finish_chunks(integral_constant<int, 0>{}, integral_constant<int, kFirstStep>{});
+    finish_chunks(integral_constant<int, kFirstStep>{}, integral_constant<int, kChunks>{});
+  } else {
+    finish_chunks(integral_constant<int, 0>{}, integral_constant<int, kChunks>{});
   }
 }
 
@@ -1306,9 +1363,7 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   if ((rows_aligned || odd_rows) && row_block != RowBlockUse::kOff) {
     const bool over = row_block == RowBlockUse::kWherever
                           ? pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum, odd_rows).supported
-                          : row_block_over_registers(layout.rows, layout.hidden, int(sizeof(T)),
-                                                     std::is_same_v<T, c10::Half>, odd_rows, sum, config,
-                                                     props->multiProcessorCount);
+                          : row_block_over_registers(layout.hidden, int(sizeof(T)), odd_rows, sum, config);
     if (over) return false;  // the row-block kernel, next
   }
   if (head_tail || kFusedAdd) config.rows_per_thread = 1;  // (instantiated for one row per thread only)

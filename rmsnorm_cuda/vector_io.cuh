@@ -118,6 +118,30 @@ struct PackedVec {
     for (int i = 0; i < kWords; ++i) packed.words[i] = __funnelshift_r(both[i], both[i + 1], bits % 32);
     return packed;
   }
+  // The N elements that start kShift elements into the pair (low, high)
+  // (0 < kShift < N), the shift known at compile time: whole words are
+  // register picks, the rest one funnel shift per word.
+  template <int kShift>
+  __device__ __forceinline__ static PackedVec from_pair(const PackedVec& low, const PackedVec& high) {
+    static_assert(0 < kShift && kShift < N, "a shift within the vector");
+    constexpr int kBits = kShift * int(sizeof(T)) * 8;
+    uint32_t both[2 * kWords];
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) {
+      both[i] = low.words[i];
+      both[kWords + i] = high.words[i];
+    }
+    PackedVec packed;
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) {
+      if constexpr (kBits % 32 == 0) {
+        packed.words[i] = both[i + kBits / 32];
+      } else {
+        packed.words[i] = __funnelshift_r(both[i + kBits / 32], both[i + kBits / 32 + 1], kBits % 32);
+      }
+    }
+    return packed;
+  }
   __device__ __forceinline__ static PackedVec of(const Vec<T, N>& value) {
     PackedVec packed;
     memcpy(packed.words, &value, sizeof(packed.words));

@@ -37,8 +37,10 @@ SHAPES = [
     # the row-block kernel (4, 9, 33 and 300 rows above take it too): 64 and
     # 32 lanes, 400 rows of uneven groups per lane, fp32 rows past registers;
     # odd rows (chunks shared with the rows beside; 333 x 4097 ends off a
-    # chunk; 7 x 5121: 128 lanes)
+    # chunk; 7 x 5121: 128 lanes; 3073 and 2049: the last slot of five
+    # chunks partly filled)
     (8, 4096), (128, 4096), (400, 1000), (1000, 4096), (600, 4097), (700, 5121), (333, 4097), (7, 5121),
+    (600, 3073), (600, 2049),
 ]
 RTOL = {torch.bfloat16: 2**-6, torch.float16: 2**-9, torch.float32: 2**-20}
 

@@ -207,61 +207,57 @@ ROW_BLOCK_PROGRAM = shape_program(r"""
     const auto c = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum, odd);
     const auto aligned_only = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum);
     const auto r = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
-    const bool over_bf16 = rmsnorm::row_block_over_registers(rows, hidden, bytes, false, odd, sum, r, 132);
-    const bool over_fp16 = rmsnorm::row_block_over_registers(rows, hidden, bytes, true, odd, sum, r, 132);
-    std::printf("%d %d %zu %d %d %d %d %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes,
-                sum.warps, int(sum.vectorized), int(r.supported), r.groups_per_thread, int(over_bf16),
-                int(over_fp16), int(aligned_only.supported));""")
+    const bool over = rmsnorm::row_block_over_registers(hidden, bytes, odd, sum, r);
+    std::printf("%d %d %zu %d %d %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes,
+                sum.warps, int(sum.vectorized), int(r.supported), int(over), int(aligned_only.supported));""")
 
 
-def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
+def test_row_block_config_gives_each_lane_a_thread(tmp_path):
     """pick_aten_row_block_config (rms_norm_aten_row_block_kernel, a block per
-    row): four threads per ATen lane (one per accumulator) within 512, whole
-    warps, no thread with more than 4 of the row's 16-byte chunks (odd rows:
-    the chunks from the one that holds the row's first element, which may
-    hold up to 16 bytes less one element of the row before), shared memory
+    row): a thread per ATen lane within 512, whole warps, no thread with more
+    than 4 of the row's 16-byte chunks (odd rows, which hold their weight
+    only after the sum: 5; the chunks from the one that holds the row's
+    first element, which may hold up to 16 bytes less one element of the
+    row before), as few warps as that allows, shared memory
     for those chunks' fp32 squares, the row within 32 KB of them; only
     ATen's vectorized, unsplit layouts of at most 128 lanes, and odd rows
     only when asked for. Among the shapes the register kernel declines, it
     takes few rows (8x4096, 128x4096, 512x4096 bf16, 128x4097) and rows too
     long for registers (fp32 4096 at any row count), which before it went to
-    the span kernel; it is preferred to the register kernel for 16-bit rows
-    of 32 groups or more per register thread once rows are many, and for
-    odd rows of 48 (bf16), 32 (fp16) or 16 (fp32) groups or more per
-    register thread at any row count."""
+    the span kernel; it is preferred to the register kernel, at any row
+    count, where ATen's threads hold 16 float4 groups of the row or more
+    (aligned fp32 rows: 6)."""
     cases = [(r, h, b) for r in (1, 2, 4, 7, 8, 16, 83, 128, 264, 512, 527, 528, 2048, 8192)
-             for h in (127, 128, 136, 768, 896, 1025, 2048, 2049, 3584, 4096, 4097, 5120, 5121, 6144, 7168, 8184,
-                       8191, 8192, 8193, 16384)
+             for h in (127, 128, 136, 768, 896, 1025, 1536, 2048, 2049, 3073, 3584, 4096, 4097, 5120, 5121, 6144,
+                       7168, 8184, 8191, 8192, 8193, 16384)
              for b in (2, 4)]
     out = run_host_program(tmp_path, ROW_BLOCK_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
     taken, preferred = set(), set()
     for (rows, hidden, element_bytes), line in zip(cases, out):
-        (supported, threads, squares_bytes, lanes, warps, vectorized, registers, register_groups, over_bf16, over_fp16,
-         aligned_only) = (int(v) for v in line.split())
+        supported, threads, squares_bytes, lanes, warps, vectorized, registers, over, aligned_only = (
+            int(v) for v in line.split())
         case = (rows, hidden, element_bytes, line)
         odd = hidden * element_bytes % 16 != 0
-        if odd:  # the aligned config never takes odd rows; the rule by groups, at any row count
+        if odd:  # the aligned config never takes odd rows
             assert not aligned_only, case
-            least = {2: (48, 32), 4: (16, 16)}[element_bytes]  # (bf16, fp16), or fp32 either way
-            assert over_bf16 == bool(supported and registers and register_groups >= least[0]), case
-            assert over_fp16 == bool(supported and registers and register_groups >= least[1]), case
-            if element_bytes == 4 and over_bf16:
-                preferred.add((rows, hidden, "fp32"))
-        elif over_bf16 or over_fp16:  # only between two kernels that both take the shape, with rows enough
-            assert supported and registers and rows >= 16 * 132, case
-        if element_bytes == 2:
-            preferred.update({(rows, hidden, "bf16")} if over_bf16 else set())
-            preferred.update({(rows, hidden, "fp16")} if over_fp16 else set())
+        # the rule by ATen's groups per thread, at any row count (fp32 aligned rows from 6, else 16)
+        groups = hidden // 4 // (lanes * warps)
+        least = 6 if element_bytes == 4 and not odd else 16
+        assert over == bool(supported and registers and groups >= least), case
+        if over:
+            preferred.add((rows, hidden, element_bytes))
         eligible = vectorized and warps == 1 and lanes <= 128
         if not eligible:
             assert not supported, case
             continue
         per_chunk = 16 // element_bytes
         chunks = -(-(hidden + per_chunk - 1) // per_chunk) if odd else hidden // per_chunk
-        assert supported == (hidden * 4 <= 32 * 1024 and -(-chunks // 4) <= 512), case
+        per_thread = 5 if odd else 4
+        assert supported == (hidden * 4 <= 32 * 1024 and -(-chunks // per_thread) <= 512), case
         if not supported:
             continue
-        assert threads % 32 == 0 and 4 * lanes <= threads <= 512 and chunks <= 4 * threads, case
+        assert threads % 32 == 0 and lanes <= threads <= 512 and chunks <= per_thread * threads, case
+        assert threads == 32 * -(-max(lanes, -(-chunks // per_thread)) // 32), case
         assert squares_bytes == chunks * per_chunk * 4 >= (hidden + (per_chunk - 1 if odd else 0)) * 4, case
         if not registers:
             taken.add((rows, hidden, element_bytes))
@@ -269,11 +265,11 @@ def test_row_block_config_gives_each_accumulator_a_thread(tmp_path):
     assert {(r, 4096, 4) for r in (8, 528, 2048, 8192)} <= taken
     assert {(8192, 7168, 2), (128, 2048, 2), (83, 5120, 2), (16, 896, 2), (128, 4097, 2), (264, 5121, 2),
             (8192, 4097, 4)} <= taken
-    # odd rows from 48 groups per register thread (bf16), 32 (fp16) or 16 (fp32), at any row count
-    assert {(r, h, t) for r in (2048, 8192)
-            for h, t in ((5121, "bf16"), (4097, "fp16"), (5121, "fp16"), (2049, "fp32"))} <= preferred
-    assert not {(8192, h, "bf16") for h in (1025, 2049, 4097)} & preferred
-    assert not {(8192, h, "fp16") for h in (1025, 2049)} & preferred
-    # 16-bit rows of 32 groups per register thread, from 16 rows per SM on
-    assert {(8192, h, t) for h in (3584, 4096, 5120) for t in ("bf16", "fp16")} <= preferred
-    assert not {(2048, 4096, "fp16"), (2048, 4096, "bf16"), (8192, 2048, "bf16"), (8192, 896, "fp16")} & preferred
+    # odd rows of 16 groups per ATen thread or more
+    assert {(r, h, 2) for r in (2048, 8192) for h in (2049, 3073, 4097, 5121)} <= preferred
+    assert {(2048, 2049, 4), (8192, 2049, 4)} <= preferred  # (fp32 past 3072: registers decline it)
+    assert not {(8192, 1025, 2), (8192, 1025, 4)} & preferred
+    # aligned rows of 16 groups per ATen thread (fp32: 6), few rows too; not 1536 (12), 1024 or 896
+    assert {(r, h, 2) for r in (528, 2048, 8192) for h in (2048, 3584, 4096, 5120)} <= preferred
+    assert {(8192, h, 4) for h in (768, 896, 2048)} <= preferred
+    assert not {(8192, 896, 2), (8192, 1536, 2), (8192, 128, 4), (8192, 136, 4)} & preferred

@@ -221,23 +221,25 @@ def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
 @requires_cuda
 def test_each_row_count_takes_its_kernel(kernel):
     """The CUDA launch table, seen from the profiler: few rows of ATen's
-    one-warp layouts, fp32 rows too long for registers and, with rows enough,
-    16-bit rows of 32 groups per register thread (odd rows: bf16 from 48, at
-    any count; fp32 odd rows from 16), run the row-block kernel;
-    other many-row shapes and decode the register kernel (so the numerics
-    tests above reach each)."""
+    one-warp layouts, fp32 rows too long for registers, and rows of 16
+    float4 groups per ATen thread or more (aligned fp32 rows: 6) at any row
+    count run the row-block kernel; shorter rows and decode the register
+    kernel (so the numerics tests above reach each)."""
     if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or os.environ.get("RMSNORM_ROW_BLOCK") is not None:
         pytest.skip("the default launch table only")
     expected = {(1, 4096, torch.bfloat16): "aten_registers", (7, 4096, torch.bfloat16): "aten_row_block",
                 (8, 4096, torch.bfloat16): "aten_row_block", (128, 4096, torch.bfloat16): "aten_row_block",
                 (512, 4096, torch.bfloat16): "aten_row_block", (8192, 4096, torch.bfloat16): "aten_row_block",
                 (8192, 4096, torch.float32): "aten_row_block", (8192, 4096, torch.float16): "aten_row_block",
-                (2048, 4096, torch.float16): "aten_registers", (8192, 5120, torch.bfloat16): "aten_row_block",
-                (8192, 3584, torch.bfloat16): "aten_row_block", (8192, 4097, torch.bfloat16): "aten_registers",
-                (2048, 4096, torch.bfloat16): "aten_registers", (8192, 2048, torch.bfloat16): "aten_registers",
+                (2048, 4096, torch.float16): "aten_row_block", (8192, 5120, torch.bfloat16): "aten_row_block",
+                (8192, 3584, torch.bfloat16): "aten_row_block", (8192, 4097, torch.bfloat16): "aten_row_block",
+                (2048, 4096, torch.bfloat16): "aten_row_block", (8192, 2048, torch.bfloat16): "aten_row_block",
+                (8192, 1024, torch.bfloat16): "aten_registers", (8192, 896, torch.float32): "aten_row_block",
+                (8192, 512, torch.float32): "aten_registers", (65536, 128, torch.bfloat16): "aten_registers",
                 (8192, 5121, torch.bfloat16): "aten_row_block", (128, 4097, torch.bfloat16): "aten_row_block",
                 (8192, 4097, torch.float16): "aten_row_block", (8192, 2049, torch.float32): "aten_row_block",
-                (8192, 2049, torch.bfloat16): "aten_registers"}
+                (8192, 2049, torch.float16): "aten_row_block", (8192, 2049, torch.bfloat16): "aten_row_block",
+                (8192, 1025, torch.bfloat16): "aten_registers", (8192, 1536, torch.bfloat16): "aten_registers"}
     for (rows, hidden, dtype), name in expected.items():
         weight = torch.ones(hidden, device="cuda", dtype=dtype)
         x = torch.randn(rows, hidden, device="cuda", dtype=dtype)
