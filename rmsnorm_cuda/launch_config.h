@@ -265,9 +265,10 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
 
 // The ATen-order forward with a block per row (rms_norm_aten_row_block_kernel):
 // a thread per ATen lane for the sum, and enough threads beside them that
-// none holds more than row_block_chunks_per_thread 16-byte chunks of the row. For what the register kernel declines in
-// ATen's unsplit layouts of at most 128 lanes: few rows (4 to ~500 of 4096),
-// and rows too long for its registers. Measured (H200, benchmarks/NOTES.md
+// none holds more than row_block_chunks_per_thread 16-byte chunks of the
+// row. For what the register kernel declines in ATen's unsplit layouts of
+// at most 128 lanes: few rows (4 to ~500 of 4096), and rows too long for
+// its registers. Measured (H200, benchmarks/NOTES.md
 // v14), against the span kernel that took them before: bf16 8x4096 3.11 ->
 // 2.43 us, 128x4096 3.67 -> 2.99 us; fp32 8192x4096 0.86 -> 0.99 of copy.
 // `odd_rows`: dense rows that start off 16-byte boundaries (hidden * element
@@ -310,9 +311,8 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
   // Odd rows: up to elements_per_chunk - 1 elements of the row before in its first chunk.
   const int64_t chunks = (hidden + (odd_rows ? elements_per_chunk - 1 : 0) + elements_per_chunk - 1) /
                          elements_per_chunk;
-  int64_t threads =
-      std::max<int64_t>(sum.lanes, (chunks + row_block_chunks_per_thread(odd_rows) - 1) /
-                                       row_block_chunks_per_thread(odd_rows));
+  const int64_t per_thread = row_block_chunks_per_thread(odd_rows);
+  int64_t threads = std::max<int64_t>(sum.lanes, (chunks + per_thread - 1) / per_thread);
   threads = (threads + 31) / 32 * 32;
   if (threads > kAtenMaxThreads) return config;
   config.supported = true;
