@@ -1037,6 +1037,44 @@ __device__ __forceinline__ void add_group(float4& acc, const float4& group) {
   acc.w = __fadd_rn(acc.w, group.w);
 }
 
+// ATen's thread of a row adding its float4 groups first, first + stride, ...
+// (below num_groups) of the row's squares in shared memory, from `address`
+// (group `first`), in order, one group into each of four accumulators. A
+// batch of groups is in flight at once: whole batches unchecked, then one
+// batch more whose groups past the row add zeros (acc + 0 == acc bitwise:
+// the accumulators are sums of squares, never -0). One by one, the lane
+// with fewer groups than its warp's others held the warp a load latency a
+// group (odd rows: 4097's lane 31 has 31 groups, the others 32).
+template <int kBatch>
+__device__ __forceinline__ void add_strided_groups(float4& acc, uint32_t address, int first, int stride,
+                                                   int num_groups) {
+  constexpr uint32_t kGroupBytes = kAtenVec * sizeof(float);
+  const uint32_t step = uint32_t(stride) * kGroupBytes;
+  int k = first;
+  for (; k + (kBatch - 1) * stride < num_groups; k += kBatch * stride) {
+    float4 batch[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) batch[b] = load_shared_float4(address + uint32_t(b) * step);
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) add_group(acc, batch[b]);
+    address += kBatch * step;
+  }
+  if (k < num_groups) {
+    float4 batch[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      batch[b] = k + b * stride < num_groups ? load_shared_float4(address + uint32_t(b) * step)
+                                             : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) add_group(acc, batch[b]);
+  }
+}
+
+__device__ __forceinline__ float joined(const float4& acc) {
+  return __fadd_rn(__fadd_rn(__fadd_rn(acc.x, acc.y), acc.z), acc.w);
+}
+
 // Calls f(std::integral_constant<int, kShift>) for the runtime shift
 // (0 <= shift < N): a block-uniform branch, after which a shift is
 // register picks and funnel shifts by constants (by a runtime shift, the
@@ -1057,7 +1095,8 @@ __device__ __forceinline__ void with_constant_shift(int shift, F&& f) {
 // declines, for being few (4 to ~500 rows of 4096: a lane's 8-32 groups
 // would be summed by one warp while the SMs idle) or too long for its
 // registers (fp32 past 3072, fp16 past 4096, the fused op past 256 bytes a
-// thread), or odd. ATen's order makes each lane add its groups' squares one
+// thread), or odd; and aligned rows ATen splits over 16 warps (8192 wide;
+// `warps` > 1, below). ATen's order makes each lane add its groups' squares one
 // after another into four accumulators; here lane g is thread g, adding the
 // same values in the same order from the row's fp32 squares in shared
 // memory, and ((a0 + a1) + a2) + a3 joins them. The row arrives in 16-byte
@@ -1077,11 +1116,10 @@ __device__ __forceinline__ void with_constant_shift(int shift, F&& f) {
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
           bool kOddRows>
 __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRowBlockMinBlocks : 1)
-    rms_norm_aten_row_block_kernel(const NormArgs<T, W, O, A> args, const int lanes) {
+    rms_norm_aten_row_block_kernel(const NormArgs<T, W, O, A> args, const int lanes, const int warps) {
   static_assert(!(kOddRows && kFusedAdd), "odd rows: unfused");
   constexpr int kVec = 16 / sizeof(T);
   constexpr int kChunks = row_block_chunks_per_thread(kOddRows);
-  constexpr int kSumBatch = 8;  // float4 groups of a lane's sum in flight at once
   using Chunk = PackedVec<T, kVec>;
   using WeightChunk = PackedVec<W, kVec>;
   extern __shared__ __align__(16) float squares[];  // fp32 squares of the row's chunks
@@ -1185,35 +1223,61 @@ __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRow
   const float* const row_squares = squares + shift;  // column p at row_squares[p]
   const float* const groups = row_squares + head;
   const int num_groups = (hidden - head) / kAtenVec;
-  if (g < lanes) {
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (kOddRows && squares_shift > 0 && g >= squares_shift && g < kAtenVec) acc.x = row_squares[g - squares_shift];
-    constexpr uint32_t kGroupBytes = kAtenVec * sizeof(float);
-    uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(groups)) + uint32_t(g) * kGroupBytes;
-    const uint32_t step = uint32_t(lanes) * kGroupBytes;
-    int k = g;
-    // Whole batches unchecked (a lane's groups are in flight together, then
-    // added in order), then the rest one by one.
-    for (; k + (kSumBatch - 1) * lanes < num_groups; k += kSumBatch * lanes) {
-      float4 batch[kSumBatch];
-#pragma unroll
-      for (int b = 0; b < kSumBatch; ++b) batch[b] = load_shared_float4(address + uint32_t(b) * step);
-#pragma unroll
-      for (int b = 0; b < kSumBatch; ++b) add_group(acc, batch[b]);
-      address += kSumBatch * step;
-    }
-    for (; k < num_groups; k += lanes, address += step) add_group(acc, load_shared_float4(address));
-    if (kOddRows && g < (hidden - head) % kAtenVec) acc.x = __fadd_rn(acc.x, groups[num_groups * kAtenVec + g]);
-    lane_totals[g] = __fadd_rn(__fadd_rn(__fadd_rn(acc.x, acc.y), acc.z), acc.w);
-  }
-  __syncthreads();
-  allow_next_grid();
-  // aten_tree_sum's levels for one row (gathered in registers, then the
-  // butterfly), in every warp: each ends with the total in all its lanes,
-  // where one warp and a broadcast through shared memory would take a barrier.
+  constexpr int kSumBatch = 8;       // float4 groups of a lane's sum in flight at once
+  constexpr int kSplitSumBatch = 4;  // split layouts: a thread's two ATen threads, 4 groups each at 8192
+  const uint32_t groups_address = static_cast<uint32_t>(__cvta_generic_to_shared(groups));
+  constexpr uint32_t kGroupBytes = kAtenVec * sizeof(float);
   const int lane = int(threadIdx.x) & 31;
-  float total = lanes > 32 ? gathered_tree_sum(lane_totals, lanes / 32, 32, lane) : lane_totals[lane];
-  total = warp_butterfly_sum(total, 32, 0xffffffffu);
+  float total;
+  if (kOddRows || warps == 1) {
+    if (g < lanes) {
+      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (kOddRows && squares_shift > 0 && g >= squares_shift && g < kAtenVec) acc.x = row_squares[g - squares_shift];
+      add_strided_groups<kSumBatch>(acc, groups_address + uint32_t(g) * kGroupBytes, g, lanes, num_groups);
+      if (kOddRows && g < (hidden - head) % kAtenVec) acc.x = __fadd_rn(acc.x, groups[num_groups * kAtenVec + g]);
+      lane_totals[g] = joined(acc);
+    }
+    __syncthreads();
+    allow_next_grid();
+    // aten_tree_sum's levels for one row (gathered in registers, then the
+    // butterfly), in every warp: each ends with the total in all its lanes,
+    // where one warp and a broadcast through shared memory would take a barrier.
+    total = lanes > 32 ? gathered_tree_sum(lane_totals, lanes / 32, 32, lane) : lane_totals[lane];
+    total = warp_butterfly_sum(total, 32, 0xffffffffu);
+  } else {
+    // ATen splits the row over `warps` warps of 32 lanes (8192 wide): its
+    // thread lane + 32 y adds groups of that index modulo 32 * warps, the
+    // lanes' tree runs first, then the warps' (v[y] += v[y + offset],
+    // offset = warps / 2 .. 1). Thread t here is ATen's threads t + r *
+    // blockDim (r < per_thread: y, y + warps / per_thread, ...), so the
+    // warps' first levels pair two of its own totals, in registers; the
+    // block's warps run the rest.
+    const int aten_threads = 32 * warps;
+    const int per_thread = aten_threads / int(blockDim.x);
+    float totals[kRowBlockMaxAtenThreadsPerThread];
+#pragma unroll
+    for (int r = 0; r < kRowBlockMaxAtenThreadsPerThread; ++r) {
+      totals[r] = 0.f;
+      if (r < per_thread) {
+        const int aten_g = g + r * int(blockDim.x);
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+        add_strided_groups<kSplitSumBatch>(acc, groups_address + uint32_t(aten_g) * kGroupBytes, aten_g,
+                                           aten_threads, num_groups);
+        totals[r] = warp_butterfly_sum(joined(acc), 32, 0xffffffffu);
+      }
+    }
+#pragma unroll
+    for (int offset = kRowBlockMaxAtenThreadsPerThread / 2; offset > 0; offset /= 2) {
+      if (offset < per_thread) {
+#pragma unroll
+        for (int m = 0; m < offset; ++m) totals[m] = __fadd_rn(totals[m], totals[m + offset]);
+      }
+    }
+    if (lane == 0) lane_totals[threadIdx.x / 32] = totals[0];
+    __syncthreads();
+    allow_next_grid();
+    total = gathered_tree_sum(lane_totals, int(blockDim.x) / 32, 1, 0);
+  }
   const float inv_rms = inverse_rms(total, args.mean_factor, args.eps);
   // Chunks [kFirst, kEnd): odd rows' weight, then normalized and stored.
   auto finish_chunks = [&](auto first_constant, auto end_constant) {
@@ -1363,7 +1427,8 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   if ((rows_aligned || odd_rows) && row_block != RowBlockUse::kOff) {
     const bool over = row_block == RowBlockUse::kWherever
                           ? pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum, odd_rows).supported
-                          : row_block_over_registers(layout.hidden, int(sizeof(T)), odd_rows, sum, config);
+                          : row_block_over_registers(layout.rows, layout.hidden, int(sizeof(T)), odd_rows, sum,
+                                                     config, props->multiProcessorCount);
     if (over) return false;  // the row-block kernel, next
   }
   if (head_tail || kFusedAdd) config.rows_per_thread = 1;  // (instantiated for one row per thread only)
@@ -1462,7 +1527,7 @@ bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   auto launch_with = [&](auto kernel) {
     allow_dynamic_smem(kernel, config.squares_bytes, device);
     launch_kernel_with_smem(kernel, dim3(unsigned(layout.rows)), dim3(config.threads), stream, programmatic,
-                            config.squares_bytes, args, sum.lanes);
+                            config.squares_bytes, args, sum.lanes, sum.warps);
   };
   if (odd_rows) {
     if constexpr (!kFusedAdd) {

@@ -207,7 +207,7 @@ ROW_BLOCK_PROGRAM = shape_program(r"""
     const auto c = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum, odd);
     const auto aligned_only = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum);
     const auto r = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
-    const bool over = rmsnorm::row_block_over_registers(hidden, bytes, odd, sum, r);
+    const bool over = rmsnorm::row_block_over_registers(rows, hidden, bytes, odd, sum, r, 132);
     std::printf("%d %d %zu %d %d %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes,
                 sum.warps, int(sum.vectorized), int(r.supported), int(over), int(aligned_only.supported));""")
 
@@ -220,13 +220,16 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
     first element, which may hold up to 16 bytes less one element of the
     row before), as few warps as that allows, shared memory
     for those chunks' fp32 squares, the row within 32 KB of them; only
-    ATen's vectorized, unsplit layouts of at most 128 lanes, and odd rows
+    ATen's vectorized layouts of at most 128 lanes, unsplit or (aligned
+    rows) split over warps of 32 lanes, where each thread is one or two of
+    ATen's threads, the same number each; odd rows
     only when asked for. Among the shapes the register kernel declines, it
     takes few rows (8x4096, 128x4096, 512x4096 bf16, 128x4097) and rows too
     long for registers (fp32 4096 at any row count), which before it went to
     the span kernel; it is preferred to the register kernel, at any row
     count, where ATen's threads hold 16 float4 groups of the row or more
-    (aligned fp32 rows: 6)."""
+    (aligned fp32 rows: 6), and in ATen's split layouts (8192-wide rows)
+    from two rows per SM."""
     cases = [(r, h, b) for r in (1, 2, 4, 7, 8, 16, 83, 128, 264, 512, 527, 528, 2048, 8192)
              for h in (127, 128, 136, 768, 896, 1025, 1536, 2048, 2049, 3073, 3584, 4096, 4097, 5120, 5121, 6144,
                        7168, 8184, 8191, 8192, 8193, 16384)
@@ -240,13 +243,15 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
         odd = hidden * element_bytes % 16 != 0
         if odd:  # the aligned config never takes odd rows
             assert not aligned_only, case
-        # the rule by ATen's groups per thread, at any row count (fp32 aligned rows from 6, else 16)
+        # the rule by ATen's groups per thread, at any row count (fp32 aligned rows from 6, else 16);
+        # split layouts wherever the row-block kernel takes them
+        split = warps > 1
         groups = hidden // 4 // (lanes * warps)
         least = 6 if element_bytes == 4 and not odd else 16
-        assert over == bool(supported and registers and groups >= least), case
+        assert over == bool(supported and registers and (rows >= 264 if split else groups >= least)), case
         if over:
             preferred.add((rows, hidden, element_bytes))
-        eligible = vectorized and warps == 1 and lanes <= 128
+        eligible = vectorized and lanes <= 128 and (not split or (lanes == 32 and not odd))
         if not eligible:
             assert not supported, case
             continue
@@ -257,7 +262,13 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
         if not supported:
             continue
         assert threads % 32 == 0 and lanes <= threads <= 512 and chunks <= per_thread * threads, case
-        assert threads == 32 * -(-max(lanes, -(-chunks // per_thread)) // 32), case
+        if split:  # the fewest warps that give each thread one or two whole ATen threads
+            aten_threads = lanes * warps
+            fewest = min(t for t in range(32, 513, 32)
+                         if aten_threads % t == 0 and aten_threads // t <= 2 and chunks <= per_thread * t)
+            assert threads == fewest, case
+        else:
+            assert threads == 32 * -(-max(lanes, -(-chunks // per_thread)) // 32), case
         assert squares_bytes == chunks * per_chunk * 4 >= (hidden + (per_chunk - 1 if odd else 0)) * 4, case
         if not registers:
             taken.add((rows, hidden, element_bytes))
@@ -273,3 +284,8 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
     assert {(r, h, 2) for r in (528, 2048, 8192) for h in (2048, 3584, 4096, 5120)} <= preferred
     assert {(8192, h, 4) for h in (768, 896, 2048)} <= preferred
     assert not {(8192, 896, 2), (8192, 1536, 2), (8192, 128, 4), (8192, 136, 4)} & preferred
+    # ATen's split layouts: aligned 8192-wide rows from two rows per SM (bf16: 256 threads, each
+    # two ATen threads; fp32: 512), not odd ones (8191) nor fewer rows (the 64-lane split of 8 rows)
+    assert {(r, h, b) for r in (2048, 8192) for h in (8184, 8192) for b in (2, 4)} <= preferred
+    assert not {(8192, 8191, 2), (8192, 8191, 4), (8, 8192, 2), (16, 8192, 2), (83, 8192, 4)} & preferred
+    assert not {(8192, 8191, 2), (8192, 8191, 4), (8, 8192, 2)} & taken

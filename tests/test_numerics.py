@@ -221,9 +221,10 @@ def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
 @requires_cuda
 def test_each_row_count_takes_its_kernel(kernel):
     """The CUDA launch table, seen from the profiler: few rows of ATen's
-    one-warp layouts, fp32 rows too long for registers, and rows of 16
+    one-warp layouts, fp32 rows too long for registers, rows of 16
     float4 groups per ATen thread or more (aligned fp32 rows: 6) at any row
-    count run the row-block kernel; shorter rows and decode the register
+    count, and ATen's split layouts (8192 wide) from two rows per SM run the
+    row-block kernel; shorter rows and decode the register
     kernel (so the numerics tests above reach each)."""
     if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or os.environ.get("RMSNORM_ROW_BLOCK") is not None:
         pytest.skip("the default launch table only")
@@ -239,7 +240,9 @@ def test_each_row_count_takes_its_kernel(kernel):
                 (8192, 5121, torch.bfloat16): "aten_row_block", (128, 4097, torch.bfloat16): "aten_row_block",
                 (8192, 4097, torch.float16): "aten_row_block", (8192, 2049, torch.float32): "aten_row_block",
                 (8192, 2049, torch.float16): "aten_row_block", (8192, 2049, torch.bfloat16): "aten_row_block",
-                (8192, 1025, torch.bfloat16): "aten_registers", (8192, 1536, torch.bfloat16): "aten_registers"}
+                (8192, 1025, torch.bfloat16): "aten_registers", (8192, 1536, torch.bfloat16): "aten_registers",
+                (8192, 8192, torch.bfloat16): "aten_row_block", (513, 8192, torch.float32): "aten_row_block",
+                (64, 8192, torch.bfloat16): "aten_registers", (8, 8192, torch.bfloat16): "aten_registers"}
     for (rows, hidden, dtype), name in expected.items():
         weight = torch.ones(hidden, device="cuda", dtype=dtype)
         x = torch.randn(rows, hidden, device="cuda", dtype=dtype)
