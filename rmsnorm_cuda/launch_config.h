@@ -269,8 +269,8 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
 // row. For what the register kernel declines in ATen's unsplit layouts of
 // at most 128 lanes: few rows (4 to ~500 of 4096), and rows too long for
 // its registers; and aligned rows of ATen's layouts split over warps of 32
-// lanes (8192 wide, 16 rows or more: a thread is one or two of ATen's 512
-// threads of the row, the same number each). Measured (H200, benchmarks/NOTES.md
+// lanes (8164-8192 wide, 16 rows or more: a thread is one or two of ATen's
+// 512 threads of the row, the same number each). Measured (H200, benchmarks/NOTES.md
 // v14), against the span kernel that took them before: bf16 8x4096 3.11 ->
 // 2.43 us, 128x4096 3.67 -> 2.99 us; fp32 8192x4096 0.86 -> 0.99 of copy.
 // `odd_rows`: dense rows that start off 16-byte boundaries (hidden * element
@@ -298,18 +298,22 @@ constexpr int row_block_chunks_per_thread(bool odd_rows) {
 // and all eight float4 loads of a lane's sum batch (80 registers: 8192x5120
 // 0.98 -> 0.84; v16 builds C and F).
 constexpr int kRowBlockMinBlocks = 2;
-// ATen's split layouts (8192-wide rows: 16 warps of 32 lanes) at up to two
-// of ATen's threads a thread: 8192 bf16 at 256 threads of four chunks.
+// ATen's split layouts (8164-8192-wide rows: 16 warps of 32 lanes) at up to
+// two of ATen's threads a thread: 8192 bf16 at 256 threads of four chunks.
 constexpr int kRowBlockMaxAtenThreadsPerThread = 2;
 constexpr int kRowBlockMaxLanes = 128;  // wider layouts (a row or two: 1x4096 has 512 lanes) are the register kernel's
-constexpr int64_t kRowBlockMaxSquaresBytes = 32 * 1024;  // 8192 floats (ATen splits longer one-warp rows)
+// 8192 floats of squares: ATen splits wider rows (from 8164, over 16 warps;
+// with fewer than 16 rows over more lanes, or over blocks).
+constexpr int64_t kRowBlockMaxSquaresBytes = 32 * 1024;
 
 inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element_bytes, const AtenSumLayout& sum,
                                                      bool odd_rows = false) {
   AtenRowBlockConfig config;
   if (!sum.supported || !sum.vectorized || sum.lanes > kRowBlockMaxLanes) return config;
   const bool split = sum.warps > 1;
-  if (split && (odd_rows || sum.lanes != 32)) return config;  // (aligned rows of 16 rows and more)
+  // Split layouts: ATen's 32-lane one (16 rows or more), aligned rows only
+  // (odd rows' head and tail are not ported to it).
+  if (split && (odd_rows || sum.lanes != 32)) return config;
   const int64_t row_bytes = hidden * element_bytes;
   if ((row_bytes % 16 != 0) != odd_rows || hidden * int64_t(sizeof(float)) > kRowBlockMaxSquaresBytes) {
     return config;
@@ -325,7 +329,7 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
     const int64_t aten_threads = sum.threads_per_row();
     while (threads < aten_threads && aten_threads % threads != 0) threads += 32;
     threads = std::max<int64_t>(threads, aten_threads / kRowBlockMaxAtenThreadsPerThread);
-    if (threads > aten_threads) return config;
+    if (threads > aten_threads || aten_threads % threads != 0) return config;  // (the kernel relies on both)
   }
   if (threads > kAtenMaxThreads) return config;
   config.supported = true;
@@ -361,8 +365,10 @@ constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {
     {2, false, 16}, {4, false, 6},  // aligned rows
     {2, true, 16},  {4, true, 16}};  // odd rows
 
-// ATen's split layouts (8192-wide rows, 16 warps a row), from this many
-// rows per SM (H200, register -> row block, fraction of copy, v17 build I:
+// ATen's split layouts (8164-8192-wide rows, 16 warps a row), from this many
+// rows per SM where the register kernel holds them (the fused op's, which
+// it declines, at any row count). H200, register -> row block, fraction of
+// copy, ours-only A/B run of v17 build I:
 // bf16 8192x8192 0.930 -> 0.949, fp16 0.73 -> 0.95, fp32 0.957 -> 0.962;
 // 2048x8192 0.81 -> 0.93, 512x8192 0.89 -> 0.91; but 64x8192 0.80 ->
 // 0.77, 16x8192 2.55 -> 2.68 us: few rows keep ATen's 512 threads a row).

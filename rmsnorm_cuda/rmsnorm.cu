@@ -1042,9 +1042,11 @@ __device__ __forceinline__ void add_group(float4& acc, const float4& group) {
 // (group `first`), in order, one group into each of four accumulators. A
 // batch of groups is in flight at once: whole batches unchecked, then one
 // batch more whose groups past the row add zeros (acc + 0 == acc bitwise:
-// the accumulators are sums of squares, never -0). One by one, the lane
-// with fewer groups than its warp's others held the warp a load latency a
-// group (odd rows: 4097's lane 31 has 31 groups, the others 32).
+// the accumulators are sums of squares, never -0), so that a lane with
+// fewer groups than its warp's others (4097: lane 31 has 31, the others 32;
+// ATen threads 510 and 511 of a split 8184-wide row 3 of 4) waits on one
+// batch, not on a load a group. Measured neutral (v17), kept for the one
+// path it gives both layouts.
 template <int kBatch>
 __device__ __forceinline__ void add_strided_groups(float4& acc, uint32_t address, int first, int stride,
                                                    int num_groups) {
@@ -1095,8 +1097,9 @@ __device__ __forceinline__ void with_constant_shift(int shift, F&& f) {
 // declines, for being few (4 to ~500 rows of 4096: a lane's 8-32 groups
 // would be summed by one warp while the SMs idle) or too long for its
 // registers (fp32 past 3072, fp16 past 4096, the fused op past 256 bytes a
-// thread), or odd; and aligned rows ATen splits over 16 warps (8192 wide;
-// `warps` > 1, below). ATen's order makes each lane add its groups' squares one
+// thread), or odd; and aligned rows that ATen splits over 16 warps (8164 to
+// 8192 wide), taken from the register kernel at two rows per SM and more
+// (`warps` > 1, below). ATen's order makes each lane add its groups' squares one
 // after another into four accumulators; here lane g is thread g, adding the
 // same values in the same order from the row's fp32 squares in shared
 // memory, and ((a0 + a1) + a2) + a3 joins them. The row arrives in 16-byte
@@ -1209,7 +1212,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRow
   }
   __syncthreads();
 
-  // ATen's lane g is thread g here: it adds element q of its groups g,
+  // Unsplit layouts: ATen's lane g is thread g here: it adds element q of its groups g,
   // g + lanes, ... into accumulator q, one group (one LDS.128) at a time,
   // and joins them ((a0 + a1) + a2) + a3, as ATen's thread does. (Four
   // threads per lane, one per accumulator, spent four warps' predicates,
@@ -1245,7 +1248,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRow
     total = lanes > 32 ? gathered_tree_sum(lane_totals, lanes / 32, 32, lane) : lane_totals[lane];
     total = warp_butterfly_sum(total, 32, 0xffffffffu);
   } else {
-    // ATen splits the row over `warps` warps of 32 lanes (8192 wide): its
+    // ATen splits the row over `warps` warps of 32 lanes (8164-8192 wide): its
     // thread lane + 32 y adds groups of that index modulo 32 * warps, the
     // lanes' tree runs first, then the warps' (v[y] += v[y + offset],
     // offset = warps / 2 .. 1). Thread t here is ATen's threads t + r *
