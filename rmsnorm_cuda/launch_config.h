@@ -325,11 +325,14 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
   const int64_t per_thread = row_block_chunks_per_thread(odd_rows);
   int64_t threads = std::max<int64_t>(split ? 32 : sum.lanes, (chunks + per_thread - 1) / per_thread);
   threads = (threads + 31) / 32 * 32;
-  if (split) {  // each thread the same number of ATen's threads
+  if (split) {
+    // Each thread the same number of ATen's threads (the kernel relies on
+    // it): the most it may hold where those threads hold the row's chunks,
+    // else one.
     const int64_t aten_threads = sum.threads_per_row();
-    while (threads < aten_threads && aten_threads % threads != 0) threads += 32;
-    threads = std::max<int64_t>(threads, aten_threads / kRowBlockMaxAtenThreadsPerThread);
-    if (threads > aten_threads || aten_threads % threads != 0) return config;  // (the kernel relies on both)
+    const int64_t fewest = aten_threads / kRowBlockMaxAtenThreadsPerThread;
+    if (threads > aten_threads) return config;
+    threads = threads <= fewest ? fewest : aten_threads;
   }
   if (threads > kAtenMaxThreads) return config;
   config.supported = true;
