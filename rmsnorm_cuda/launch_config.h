@@ -263,6 +263,90 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
   return config;
 }
 
+// ATen's threads of a row folded into fewer, a block per row
+// (rms_norm_aten_folded_kernel): each thread holds several of ATen's
+// threads' float4 groups and runs the first levels of ATen's tree over its
+// own totals, so that the tree takes one barrier and nothing else goes
+// through shared memory.
+// - Decode batches: under 8 rows ATen gives a row 128-512 lanes of one
+//   block, whose tree walks shared memory with a barrier per level over 32
+//   (the register kernel: one gather instead, and a barrier more to share
+//   the inverse RMS). Here 128 or 256 threads take a row, each of at most
+//   8 groups (128 threads, eight-fold the work of ATen's 512 threads each,
+//   spent more time issuing than the barriers had cost: bf16 1x8192 2.31 ->
+//   2.38 us; v18 build L). Rows of whole float4 groups, unfused.
+// - ATen's split layouts (8164-8192-wide rows over 16 warps of 32 lanes),
+//   at any row count: 16-bit rows of a 16-bit weight on 256 threads of two
+//   ATen threads, others on 512, where the row-block kernel went through 32
+//   KB of fp32 squares in shared memory (four blocks per SM) and the
+//   register kernel (under 264 rows) through three barriers a row. H200,
+//   fraction of copy, folded against the kernel before (v18 build M): bf16
+//   8192x8192 0.949 -> 0.967, 2048x8192 0.918 -> 0.958, 512x8192 0.91 ->
+//   1.07, 128x8192 0.85 -> 1.00, 32x8192 0.76 -> 0.94; fp32 8192x8192
+//   0.964 -> 0.987.
+struct AtenFoldedConfig {
+  bool supported = false;
+  bool split = false;       // ATen's split layout (else an unsplit one of 128-512 lanes)
+  int aten_per_thread = 1;  // ATen's threads a thread: 4, 2 or 1
+  int groups = 1;           // float4 groups per ATen thread, rounded up to an instance
+  int threads = 0;
+};
+// Blocks per SM the split rows' instances are compiled for: bf16 rows of a
+// bf16 weight on 256 threads fit 48 registers (five blocks; the row-block
+// kernel held four); fp16 (its conversions) and a weight or an addend
+// beside x take more without spilling (48 registers spilled 56-256 bytes,
+// the fused op's 64 registers 32-128): 64 at four blocks, 80 at three. 512
+// threads (fp32 rows): 64.
+constexpr int folded_split_min_blocks(int threads, bool bf16_rows, bool same_type_weight, bool fused) {
+  if (threads == kAtenMaxThreads) return 2;
+  if (fused || !same_type_weight) return 3;
+  return bf16_rows ? 5 : 4;
+}
+// Decode instances: ATen's lanes a row, its float4 groups a lane (rounded
+// up; an entry holds every count up to it), threads a row. Up to 8 groups
+// a thread: one row up to 8192 wide, 2-3 rows up to 8192 (unless ATen
+// splits them over warps: 8192 itself), 4-7 rows up to 4096.
+struct FoldedDecodeInstance {
+  int lanes;
+  int groups;
+  int threads;
+};
+constexpr FoldedDecodeInstance kFoldedDecodeInstances[] = {
+    {512, 1, 128}, {512, 2, 128}, {512, 4, 256},                // 1 row
+    {256, 2, 128}, {256, 4, 128}, {256, 8, 256},                // 2-3 rows
+    {128, 2, 128}, {128, 4, 128}, {128, 8, 128}};               // 4-7 rows
+constexpr int kFoldedSplitGroups = 4;  // ATen's 512 threads of an 8164-8192-wide row: 4 groups or fewer each
+
+inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_bytes, int weight_bytes,
+                                                const AtenSumLayout& sum, bool fused) {
+  AtenFoldedConfig config;
+  if (!sum.supported || !sum.vectorized) return config;
+  if (sum.warps > 1) {
+    if (sum.lanes != 32 || sum.threads_per_row() != kAtenMaxThreads) return config;
+    if ((hidden / kAtenVec + kAtenMaxThreads - 1) / kAtenMaxThreads > kFoldedSplitGroups) return config;
+    config.supported = true;
+    config.split = true;
+    // (a wider weight beside 16-bit rows: 80 registers at 256 threads spilled)
+    config.aten_per_thread = element_bytes == 2 && weight_bytes == 2 ? 2 : 1;
+    config.groups = kFoldedSplitGroups;
+    config.threads = kAtenMaxThreads / config.aten_per_thread;
+    return config;
+  }
+  if (fused) return config;
+  const int64_t needed = (hidden / kAtenVec + sum.lanes - 1) / sum.lanes;
+  for (const auto& instance : kFoldedDecodeInstances) {
+    if (instance.lanes == sum.lanes && instance.groups >= needed) {
+      config.supported = true;
+      config.aten_per_thread = instance.lanes / instance.threads;
+      config.groups = instance.groups;
+      config.threads = instance.threads;
+      return config;
+    }
+  }
+  return config;
+}
+
+
 // The ATen-order forward with a block per row (rms_norm_aten_row_block_kernel):
 // a thread per ATen lane for the sum, and enough threads beside them that
 // none holds more than row_block_chunks_per_thread 16-byte chunks of the

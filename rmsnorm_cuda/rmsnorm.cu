@@ -746,6 +746,139 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
   }
 }
 
+// ATen's threads of a row folded into fewer (AtenFoldedConfig): a block per
+// row; thread t is ATen's threads a = t + blockDim * j (j <
+// kAtenPerThread) of the row and holds their float4 groups (a's group k at
+// element 4 * (a + aten_threads * k), aten_threads being ATen's lanes *
+// warps = kThreads * kAtenPerThread; zero past the row, and +0 adds nothing to a sum of squares) and
+// the weight's, all loaded before the sum, 8 bytes a group (fp32: 16) and a
+// warp's side by side. x is read once and only partial sums go through
+// shared memory: ATen's tree takes one barrier, after which every thread
+// holds the total (no second barrier to share the inverse RMS).
+// - !kSplit, ATen's unsplit layouts of 128-512 lanes (decode batches of 1-7
+//   rows, 128 or 256 threads): the lane tree's levels from lanes / 2 down
+//   to kThreads add the thread's own totals (halving over j), the levels
+//   down to 32 are gathered from shared memory by every warp, then the
+//   butterfly.
+// - kSplit, ATen's 16 warps of 32 lanes (8164-8192-wide rows): each of the
+//   thread's ATen threads' butterfly, the warps' levels down to blockDim /
+//   32 (y + 8 onto y for two a thread) in registers, the rest over the
+//   block's warp totals, gathered by every warp.
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
+          bool kSplit, int kThreads, int kAtenPerThread, int kGroups>
+__global__ void __launch_bounds__(kThreads, kSplit ? folded_split_min_blocks(kThreads, std::is_same_v<T, c10::BFloat16>,
+                                                                             sizeof(W) == sizeof(T), kFusedAdd)
+                                                   : 1)
+    rms_norm_aten_folded_kernel(const NormArgs<T, W, O, A> args) {
+  static_assert(kSplit || !kFusedAdd, "decode batches: unfused");
+  using Group = PackedVec<T, kAtenVec>;
+  using WeightGroup = PackedVec<W, kAtenVec>;
+  // ATen's threads of the row: a constant, so that every group's offset from
+  // the thread's first is one (decode shapes are latency-bound: address
+  // arithmetic per group showed; the first build took lanes as an argument).
+  constexpr int kAtenThreads = kThreads * kAtenPerThread;
+  __shared__ float partials[kThreads];
+  const RowLayout& layout = args.layout;
+  const int hidden = int(layout.hidden);
+  const int64_t row = blockIdx.x;
+  const int64_t dense_start = row * layout.hidden;  // out, addend and input_out are dense
+  const int t = int(threadIdx.x);
+  const int lane = t & 31;
+  auto column = [&](int j, int k) { return (t + kThreads * j + kAtenThreads * k) * kAtenVec; };
+  auto has_group = [&](int j, int k) { return column(j, k) < hidden; };
+
+  wait_for_previous_grid();
+  const T* const x_row = args.input + layout.offset_of(row);
+  Group x[kAtenPerThread][kGroups];
+  WeightGroup w[kAtenPerThread][kGroups];
+#pragma unroll
+  for (int j = 0; j < kAtenPerThread; ++j) {
+#pragma unroll
+    for (int k = 0; k < kGroups; ++k) {
+#pragma unroll
+      for (int i = 0; i < Group::kWords; ++i) x[j][k].words[i] = 0u;  // +0 in every dtype
+      if (has_group(j, k)) x[j][k] = Group::load(x_row + column(j, k));
+    }
+  }
+  if constexpr (kHasWeight) {  // before the sum: one memory latency per row
+#pragma unroll
+    for (int j = 0; j < kAtenPerThread; ++j) {
+#pragma unroll
+      for (int k = 0; k < kGroups; ++k) {
+        if (has_group(j, k)) w[j][k] = WeightGroup::load(args.weight + column(j, k));
+      }
+    }
+  }
+  if constexpr (kFusedAdd) {  // every load before the first store (the pointers may alias)
+    Vec<A, kAtenVec> a[kAtenPerThread][kGroups];
+#pragma unroll
+    for (int j = 0; j < kAtenPerThread; ++j) {
+#pragma unroll
+      for (int k = 0; k < kGroups; ++k) {
+        if (has_group(j, k)) a[j][k] = load_vec<A, kAtenVec>(args.addend + dense_start + column(j, k));
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kAtenPerThread; ++j) {
+#pragma unroll
+      for (int k = 0; k < kGroups; ++k) {
+        if (!has_group(j, k)) continue;
+        Vec<T, kAtenVec> added;
+#pragma unroll
+        for (int i = 0; i < kAtenVec; ++i) {
+          added.v[i] = static_cast<T>(__fadd_rn(to_float(a[j][k].v[i]), element_as_float(x[j][k], i)));
+        }
+        store_vec<T, kAtenVec>(args.input_out + dense_start + column(j, k), added);
+        x[j][k] = Group::of(added);
+      }
+    }
+  }
+  float totals[kAtenPerThread];
+#pragma unroll
+  for (int j = 0; j < kAtenPerThread; ++j) {
+    float acc[kAtenVec] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int k = 0; k < kGroups; ++k) {
+#pragma unroll
+      for (int i = 0; i < kAtenVec; ++i) {
+        const float f = element_as_float(x[j][k], i);
+        acc[i] = __fadd_rn(acc[i], __fmul_rn(f, f));
+      }
+    }
+    totals[j] = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
+    if constexpr (kSplit) totals[j] = warp_butterfly_sum(totals[j], 32, 0xffffffffu);
+  }
+#pragma unroll
+  for (int offset = kAtenPerThread / 2; offset > 0; offset /= 2) {
+#pragma unroll
+    for (int m = 0; m < offset; ++m) totals[m] = __fadd_rn(totals[m], totals[m + offset]);
+  }
+  float total;
+  if constexpr (kSplit) {
+    if (lane == 0) partials[t / 32] = totals[0];
+    __syncthreads();
+    total = gathered_tree_sum(partials, kThreads / 32, 1, 0);
+  } else {
+    partials[t] = totals[0];
+    __syncthreads();
+    total = warp_butterfly_sum(gathered_tree_sum(partials, kThreads / 32, 32, lane), 32, 0xffffffffu);
+  }
+  allow_next_grid();
+  const float inv_rms = inverse_rms(total, args.mean_factor, args.eps);
+
+  const bool add_one = args.order == NormOrder::kGemma;
+  O* const out_row = args.out + dense_start;
+#pragma unroll
+  for (int j = 0; j < kAtenPerThread; ++j) {
+#pragma unroll
+    for (int k = 0; k < kGroups; ++k) {
+      const Vec<O, kAtenVec> y = normalize_vec<T, W, O, kAtenVec, kHasWeight, kFp32Scale>(
+          x[j][k].vec(), inv_rms, w[j][k].vec(), add_one);
+      if (has_group(j, k)) store_vec<O, kAtenVec>(out_row + column(j, k), y);
+    }
+  }
+}
+
 // The in-span elements of a window at the span's ends, zero elsewhere
 // (element loads: no byte outside the tensor is read).
 template <typename T, int N>
@@ -1399,6 +1532,70 @@ bool odd_rows_for_row_block(const NormArgs<T, W, O, A>& args) {
          (args.weight == nullptr || is_aligned(args.weight, 16));
 }
 
+// The folded kernel where AtenFoldedConfig takes the shape (rows of whole
+// float4 groups); false otherwise. RMSNORM_FOLDED=0: never (the register or
+// row-block kernel instead, for A/B runs in one build).
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
+bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, cudaStream_t stream,
+                        bool programmatic) {
+  static const bool disabled = [] {
+    const char* env = std::getenv("RMSNORM_FOLDED");
+    return env != nullptr && env[0] == '0';
+  }();
+  if (disabled || !rows_on(args, kAtenVec)) return false;
+  const AtenFoldedConfig config =
+      pick_aten_folded_config(args.layout.hidden, int(sizeof(T)), int(sizeof(W)), sum, kFusedAdd);
+  if (!config.supported) return false;
+  bool launched = false;
+  auto launch_with = [&](auto split_tag, auto threads_tag, auto per_thread_tag, auto groups_tag) {
+    constexpr bool kSplit = decltype(split_tag)::value;
+    constexpr int kThreads = decltype(threads_tag)::value, kPerThread = decltype(per_thread_tag)::value;
+    constexpr int kGroups = decltype(groups_tag)::value;
+    if constexpr (kSplit || !kFusedAdd) {
+      launch_kernel(rms_norm_aten_folded_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale, kSplit, kThreads,
+                                                kPerThread, kGroups>,
+                    dim3(unsigned(args.layout.rows)), dim3(kThreads), stream, programmatic, args);
+      launched = true;
+    }
+  };
+  // The instances: kFoldedDecodeInstances, and the split layouts' (16-bit
+  // rows of a 16-bit weight on 256 threads of two ATen threads, others on
+  // 512 of one).
+  using std::bool_constant;
+  using std::integral_constant;
+  constexpr bool_constant<false> decode;
+  constexpr bool_constant<true> split;
+  using C128 = integral_constant<int, 128>;
+  using C256 = integral_constant<int, 256>;
+  using C1 = integral_constant<int, 1>;
+  using C2 = integral_constant<int, 2>;
+  using C4 = integral_constant<int, 4>;
+  using C8 = integral_constant<int, 8>;
+  const int threads = config.threads, per_thread = config.aten_per_thread, groups = config.groups;
+  if (config.split) {
+    if constexpr (sizeof(T) == 2 && sizeof(W) == 2) {
+      launch_with(split, C256{}, C2{}, C4{});
+    } else {
+      launch_with(split, integral_constant<int, 512>{}, C1{}, C4{});
+    }
+  } else if (threads == 128 && per_thread == 4) {
+    if (groups == 1) launch_with(decode, C128{}, C4{}, C1{});
+    if (groups == 2) launch_with(decode, C128{}, C4{}, C2{});
+  } else if (threads == 256 && per_thread == 2 && groups == 4) {
+    launch_with(decode, C256{}, C2{}, C4{});
+  } else if (threads == 128 && per_thread == 2) {
+    if (groups == 2) launch_with(decode, C128{}, C2{}, C2{});
+    if (groups == 4) launch_with(decode, C128{}, C2{}, C4{});
+  } else if (threads == 256 && per_thread == 1 && groups == 8) {
+    launch_with(decode, C256{}, C1{}, C8{});
+  } else if (threads == 128 && per_thread == 1) {
+    if (groups == 2) launch_with(decode, C128{}, C1{}, C2{});
+    if (groups == 4) launch_with(decode, C128{}, C1{}, C4{});
+    if (groups == 8) launch_with(decode, C128{}, C1{}, C8{});
+  }
+  return launched;
+}
+
 // The register kernel where AtenRegisterConfig takes the shape; false
 // otherwise (the span kernel or the general one then runs). Rows of whole
 // groups (any row strides that keep them so), or dense rows that are not
@@ -1616,6 +1813,10 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
                                                    props->maxThreadsPerMultiProcessor);
     // Rows off 16-byte boundaries that the row-block kernel reads (checked once; aligned rows skip it).
     const bool odd_rows = !rows_aligned && odd_rows_for_row_block<T, W, O, A, kFusedAdd>(args);
+    if (sum.supported &&
+        launch_aten_folded<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(args, sum, stream, programmatic)) {
+      return;
+    }
     if (sum.supported && launch_aten_registers<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
                              args, sum, rows_aligned, odd_rows, props, stream, programmatic)) {
       return;

@@ -43,6 +43,10 @@ SHAPES = [
     # thread for 16-bit rows, the last two with a group fewer)
     (8, 4096), (128, 4096), (400, 1000), (1000, 4096), (600, 4097), (700, 5121), (333, 4097), (7, 5121),
     (300, 8184), (600, 3073), (600, 2049), (2500, 4097),
+    # the few-rows kernel (decode: (1, 896) and (4, 4096) above take it too):
+    # four, two and one of ATen's lanes a thread, lanes with a group fewer
+    # than others (3 x 5120, 6 x 1000)
+    (1, 4096), (1, 8192), (2, 2048), (3, 5120), (6, 1000),
 ]
 RTOL = {torch.bfloat16: 2**-6, torch.float16: 2**-9, torch.float32: 2**-20}
 

@@ -289,3 +289,65 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
     assert {(r, h, b) for r in (2048, 8192) for h in (8184, 8192) for b in (2, 4)} <= preferred
     assert not {(8192, 8191, 2), (8192, 8191, 4), (8, 8192, 2), (16, 8192, 2), (83, 8192, 4)} & preferred
     assert not {(8192, 8191, 2), (8192, 8191, 4), (8, 8192, 2)} & taken
+
+
+FOLDED_PROGRAM = shape_program(r"""
+    const auto c = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, false);
+    const auto fused = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, true);
+    const auto wide_weight = rmsnorm::pick_aten_folded_config(hidden, bytes, 4, sum, false);
+    std::printf("%d %d %d %d %d %d %d %d %d %d %d\n", int(c.supported), int(c.split), c.aten_per_thread, c.groups,
+                c.threads, sum.lanes, sum.warps, int(fused.supported), int(sum.supported),
+                wide_weight.aten_per_thread, wide_weight.threads);""")
+
+
+def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
+    """pick_aten_folded_config (rms_norm_aten_folded_kernel, a block per row,
+    each thread several of ATen's threads of the row): ATen's unsplit
+    layouts of 128-512 lanes (decode batches of 1-7 rows) on 128 or 256
+    threads, each at most 8 float4 groups (lanes / threads of ATen's lanes,
+    each all of its groups, hidden / 4 / lanes rounded up to an instantiated
+    1, 2, 4 or 8; 128 threads where they hold the row), unfused; and ATen's
+    split layouts of 16 warps of 32 lanes (rows 8164-8192 wide, 16 rows or
+    more), fused or not, on 256 threads of two ATen threads where rows and
+    weight are 16-bit (else 512 of one), four groups each; never ATen's
+    narrower unsplit layouts (8 rows or more), other splits, global
+    reductions, nor unvectorized rows."""
+    cases = [(r, h, b) for r in (1, 2, 3, 4, 7, 8, 15, 16, 128, 8192)
+             for h in (127, 128, 256, 512, 896, 2048, 3584, 4096, 4100, 5120, 6144, 8164, 8184, 8192, 8196, 16384,
+                       65536)
+             for b in (2, 4)]
+    out = run_host_program(tmp_path, FOLDED_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
+    taken = set()
+    for (rows, hidden, element_bytes), line in zip(cases, out):
+        (supported, split, per_thread, groups, threads, lanes, warps, fused_supported, sum_supported,
+         wide_per_thread, wide_threads) = (int(v) for v in line.split())
+        case = (rows, hidden, element_bytes, line)
+        if hidden < 128 or not sum_supported:
+            assert not supported and not fused_supported, case
+            continue
+        if warps > 1:  # ATen's split layouts
+            expected = lanes == 32 and warps == 16 and hidden <= 8192
+            assert supported == fused_supported == expected, case
+            if not expected:
+                continue
+            assert split and groups == 4 and -(-(hidden // 4) // 512) <= 4, case
+            assert (per_thread, threads) == ((2, 256) if element_bytes == 2 else (1, 512)), case
+            assert (wide_per_thread, wide_threads) == (1, 512), case  # an fp32 weight beside the rows
+            taken.add((rows, hidden, element_bytes))
+            continue
+        assert not fused_supported, case
+        needed = -(-(hidden // 4) // lanes)
+        fitted = min((g for g in (1, 2, 4, 8) if g >= needed), default=None)
+        assert bool(supported) == (lanes >= 128 and fitted is not None and (lanes, fitted) != (512, 8)), case
+        if not supported:
+            continue
+        assert not split, case
+        taken.add((rows, hidden, element_bytes))
+        assert threads in (128, 256) and per_thread * threads == lanes and per_thread * groups <= 8, case
+        assert groups >= needed and (groups == fitted or (groups, fitted) == (2, 1)), case  # (no 1 below 512 lanes)
+        assert threads == 128 or per_thread * groups * 2 > 8, case  # 256 only where 128 would hold more than 8
+    assert {(r, h, 2) for r in (1, 2, 3) for h in (896, 2048, 4096, 5120, 6144)} | {(1, 8192, 2)} <= taken
+    assert {(r, h, b) for r in (4, 7) for h in (896, 2048, 4096) for b in (2, 4)} <= taken
+    assert {(r, h, b) for r in (16, 128, 8192) for h in (8164, 8184, 8192) for b in (2, 4)} <= taken
+    assert not {(2, 8192, 2), (4, 8192, 2), (7, 5120, 2), (1, 16384, 2), (8, 4096, 2), (16, 4096, 2),
+                (8, 8192, 2), (8192, 8196, 2), (15, 8192, 4)} & taken

@@ -233,3 +233,31 @@ def test_row_block_kernel_fits_its_register_cap_without_spills(variant):
             same_type += 1
             assert int(registers) <= 64, (name, registers)
     assert same_type >= len(entries) // 2, (same_type, len(entries))
+
+
+@pytest.mark.parametrize("variant", CUDA_VARIANTS, ids=lambda p: p.name)
+def test_folded_kernel_holds_its_rows_without_spills(variant):
+    """rms_norm_aten_folded_kernel holds every group of its ATen threads (x
+    and the weight; the fused op's addend too) in registers: no instance may
+    reach for local memory, and the split layouts' 256-thread bf16 instance
+    (bf16 weight, unfused) stays within its launch bounds' 48 registers
+    (five blocks per SM), on any architecture the variant was built for."""
+    tool = cuobjdump_path()
+    if tool is None:
+        pytest.skip("no cuobjdump here (CUDA toolkit or triton)")
+    library = next(variant.glob("*.abi3.so"))
+    report = subprocess.run([tool, "-res-usage", str(library)], capture_output=True, text=True, check=True).stdout
+    entries = re.findall(r"Function (\S*rms_norm_aten_folded_kernelI(\S+?)EEvNS\S*):\s*\n\s*REG:(\d+) STACK:(\d+)"
+                         r" SHARED:\d+ LOCAL:(\d+)", report)
+    assert entries, "no folded kernel in the cuobjdump report"
+    split_256 = 0
+    for name, args, registers, stack, local in entries:
+        assert int(stack) == 0 and int(local) == 0, (name, stack, local)
+        # template arguments end ...Lb<fused>ELb<fp32 scale>ELb<split>ELi<threads>ELi<per thread>ELi<groups>
+        flags = re.search(r"Lb(\d)ELb(\d)ELb(\d)ELb(\d)ELi(\d+)ELi(\d+)ELi(\d+)$", args)
+        assert flags, args
+        fused, split, threads = flags[2] == "1", flags[4] == "1", int(flags[5])
+        if split and threads == 256 and not fused and args.startswith("N3c108BFloat16ES2_S2_S2_"):
+            split_256 += 1
+            assert int(registers) <= 48, (name, registers)
+    assert split_256 > 0, len(entries)

@@ -199,10 +199,10 @@ def test_qwen3_qk_norm_on_strided_view(kernel, device):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("rows,hidden", [(8, 4096), (100, 2048)])
+@pytest.mark.parametrize("rows,hidden", [(2, 4096), (3, 2048), (8, 4096), (100, 2048)])
 def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
     """Few rows of a wider tensor (a slice of a fused projection): on CUDA the
-    row-block kernel reads strided rows. HF normalizes a contiguous fp32 copy,
+    folded kernel (2 and 3 rows) and the row-block kernel read strided rows. HF normalizes a contiguous fp32 copy,
     whose sum order is that of a dense tensor of the same shape, so the bits
     are HF's here too."""
     torch.manual_seed(rows + hidden)
@@ -222,15 +222,19 @@ def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
 
 @requires_cuda
 def test_each_row_count_takes_its_kernel(kernel):
-    """The CUDA launch table, seen from the profiler: few rows of ATen's
-    one-warp layouts, fp32 rows too long for registers, rows of 16
-    float4 groups per ATen thread or more (aligned fp32 rows: 6) at any row
-    count, and ATen's split layouts (8192 wide) from two rows per SM run the
-    row-block kernel; shorter rows and decode the register
-    kernel (so the numerics tests above reach each)."""
-    if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or os.environ.get("RMSNORM_ROW_BLOCK") is not None:
+    """The CUDA launch table, seen from the profiler: decode batches (1-7
+    rows of ATen's one-block layouts) and ATen's split layouts (8192 wide,
+    16 rows or more) run the folded kernel; few rows of ATen's one-warp
+    layouts, fp32 rows too long for registers, and rows of 16 float4 groups
+    per ATen thread or more (aligned fp32 rows: 6) at any row count the
+    row-block kernel; shorter rows (and 2-3 or 8 rows of 8192, which ATen
+    splits over 64-256 lanes) the register kernel (so the numerics tests above reach each)."""
+    if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or any(
+            os.environ.get(name) is not None for name in ("RMSNORM_ROW_BLOCK", "RMSNORM_FOLDED")):
         pytest.skip("the default launch table only")
-    expected = {(1, 4096, torch.bfloat16): "aten_registers", (7, 4096, torch.bfloat16): "aten_row_block",
+    expected = {(1, 4096, torch.bfloat16): "aten_folded", (7, 4096, torch.bfloat16): "aten_folded",
+                (3, 5120, torch.float32): "aten_folded", (1, 8192, torch.float16): "aten_folded",
+                (2, 8192, torch.bfloat16): "aten_registers",
                 (8, 4096, torch.bfloat16): "aten_row_block", (128, 4096, torch.bfloat16): "aten_row_block",
                 (512, 4096, torch.bfloat16): "aten_row_block", (8192, 4096, torch.bfloat16): "aten_row_block",
                 (8192, 4096, torch.float32): "aten_row_block", (8192, 4096, torch.float16): "aten_row_block",
@@ -243,8 +247,9 @@ def test_each_row_count_takes_its_kernel(kernel):
                 (8192, 4097, torch.float16): "aten_row_block", (8192, 2049, torch.float32): "aten_row_block",
                 (8192, 2049, torch.float16): "aten_row_block", (8192, 2049, torch.bfloat16): "aten_row_block",
                 (8192, 1025, torch.bfloat16): "aten_registers", (8192, 1536, torch.bfloat16): "aten_registers",
-                (8192, 8192, torch.bfloat16): "aten_row_block", (513, 8192, torch.float32): "aten_row_block",
-                (64, 8192, torch.bfloat16): "aten_registers", (8, 8192, torch.bfloat16): "aten_registers"}
+                (8192, 8192, torch.bfloat16): "aten_folded", (513, 8192, torch.float32): "aten_folded",
+                (64, 8192, torch.bfloat16): "aten_folded", (8, 8192, torch.bfloat16): "aten_registers",
+                (16, 8192, torch.float32): "aten_folded"}
     for (rows, hidden, dtype), name in expected.items():
         weight = torch.ones(hidden, device="cuda", dtype=dtype)
         x = torch.randn(rows, hidden, device="cuda", dtype=dtype)
