@@ -253,8 +253,8 @@ def test_folded_kernel_holds_its_rows_without_spills(variant):
     split_256 = 0
     for name, args, registers, stack, local in entries:
         assert int(stack) == 0 and int(local) == 0, (name, stack, local)
-        # template arguments end ...Lb<fused>ELb<fp32 scale>ELb<split>ELi<threads>ELi<per thread>ELi<groups>
-        flags = re.search(r"Lb(\d)ELb(\d)ELb(\d)ELb(\d)ELi(\d+)ELi(\d+)ELi(\d+)$", args)
+        # template arguments end ...Lb<weight>ELb<fused>ELb<fp32 scale>ELb<split>ELi<threads>ELi<per thread>ELi<groups>E
+        flags = re.search(r"Lb(\d)ELb(\d)ELb(\d)ELb(\d)ELi(\d+)ELi(\d+)ELi(\d+)E$", args)
         assert flags, args
         fused, split, threads = flags[2] == "1", flags[4] == "1", int(flags[5])
         if split and threads == 256 and not fused and args.startswith("N3c108BFloat16ES2_S2_S2_"):
