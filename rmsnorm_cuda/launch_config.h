@@ -182,7 +182,9 @@ inline AtenSumLayout pick_aten_sum_layout(int64_t rows, int64_t hidden, int sm_c
 // copy; benchmarks/NOTES.md v11): 8192x4096 0.92 (span 0.83), 8192x896 0.93
 // (0.64), 65536x128 0.78 (0.38), 1x4096 2.13 us (2.79); but 128x4096 4.6 us
 // (span 3.6) and 8x4096 3.3 us (3.0), where a few warps each walk 16-32
-// groups.
+// groups. Decode batches and ATen's split layouts are the folded kernel's
+// since v18 (the register kernel keeps what it declines: 2-3 rows of 8192,
+// rows that are not whole float4 groups).
 struct AtenRegisterConfig {
   bool supported = false;
   int groups_per_thread = 1;  // an entry of kAtenRegisterGroupCounts
@@ -354,7 +356,8 @@ inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_byte
 // at most 128 lanes: few rows (4 to ~500 of 4096), and rows too long for
 // its registers; and aligned rows of ATen's layouts split over warps of 32
 // lanes (8164-8192 wide, 16 rows or more: a thread is one or two of ATen's
-// 512 threads of the row, the same number each). Measured (H200, benchmarks/NOTES.md
+// 512 threads of the row, the same number each; since v18 the folded
+// kernel's, here only with RMSNORM_FOLDED=0). Measured (H200, benchmarks/NOTES.md
 // v14), against the span kernel that took them before: bf16 8x4096 3.11 ->
 // 2.43 us, 128x4096 3.67 -> 2.99 us; fp32 8192x4096 0.86 -> 0.99 of copy.
 // `odd_rows`: dense rows that start off 16-byte boundaries (hidden * element
@@ -385,7 +388,7 @@ constexpr int kRowBlockMinBlocks = 2;
 // ATen's split layouts (8164-8192-wide rows: 16 warps of 32 lanes) at up to
 // two of ATen's threads a thread: 8192 bf16 at 256 threads of four chunks.
 constexpr int kRowBlockMaxAtenThreadsPerThread = 2;
-constexpr int kRowBlockMaxLanes = 128;  // wider layouts (a row or two: 1x4096 has 512 lanes) are the register kernel's
+constexpr int kRowBlockMaxLanes = 128;  // wider layouts (1-3 rows: 1x4096 has 512 lanes) are the folded kernel's
 // 8192 floats of squares: ATen splits wider rows (from 8164, over 16 warps;
 // with fewer than 16 rows over more lanes, or over blocks).
 constexpr int64_t kRowBlockMaxSquaresBytes = 32 * 1024;
@@ -459,6 +462,8 @@ constexpr RowBlockOverRegistersRule kRowBlockOverRegisters[] = {
 // bf16 8192x8192 0.930 -> 0.949, fp16 0.73 -> 0.95, fp32 0.957 -> 0.962;
 // 2048x8192 0.81 -> 0.93, 512x8192 0.89 -> 0.91; but 64x8192 0.80 ->
 // 0.77, 16x8192 2.55 -> 2.68 us: few rows keep ATen's 512 threads a row).
+// Since v18 the folded kernel takes these layouts first (RMSNORM_FOLDED=0
+// restores this rule, for A/B runs).
 constexpr int kSplitRowBlockMinRowsPerSm = 2;
 
 // The row-block kernel's own table is consulted last, for the shapes the

@@ -34,18 +34,18 @@ SHAPES = [
     # the forward's register kernel: odd rows (the weight read as shifted
     # aligned groups) and several short rows per thread (one butterfly)
     (600, 1025), (600, 128), (300, 256),
-    # the row-block kernel (4, 9, 33 and 300 rows above take it too): 64 and
+    # the row-block kernel (9, 33 and 300 rows above take it too): 64 and
     # 32 lanes, 400 rows of uneven groups per lane, fp32 rows past registers;
     # odd rows (chunks shared with the rows beside; 333 x 4097 ends off a
     # chunk; 7 x 5121: 128 lanes; 3073 and 2049: the last slot of five
-    # chunks partly filled; 2500 x 4097: more rows than resident blocks);
-    # ATen's split layout, 16 warps a row (300 x 8184: two ATen threads a
-    # thread for 16-bit rows, the last two with a group fewer)
+    # chunks partly filled; 2500 x 4097: more rows than resident blocks)
     (8, 4096), (128, 4096), (400, 1000), (1000, 4096), (600, 4097), (700, 5121), (333, 4097), (7, 5121),
-    (300, 8184), (600, 3073), (600, 2049), (2500, 4097),
-    # the few-rows kernel (decode: (1, 896) and (4, 4096) above take it too):
-    # four, two and one of ATen's lanes a thread, lanes with a group fewer
-    # than others (3 x 5120, 6 x 1000)
+    (600, 3073), (600, 2049), (2500, 4097),
+    # the folded kernel: ATen's split layout, 16 warps a row (300 x 8184:
+    # two ATen threads a thread for 16-bit rows, the last two with a group
+    # fewer), and decode batches ((1, 896) and (4, 4096) above too): four, two and one of ATen's lanes a thread, lanes with a
+    # group fewer than others (3 x 5120, 6 x 1000)
+    (300, 8184),
     (1, 4096), (1, 8192), (2, 2048), (3, 5120), (6, 1000),
 ]
 RTOL = {torch.bfloat16: 2**-6, torch.float16: 2**-9, torch.float32: 2**-20}
