@@ -183,8 +183,9 @@ inline AtenSumLayout pick_aten_sum_layout(int64_t rows, int64_t hidden, int sm_c
 // (0.64), 65536x128 0.78 (0.38), 1x4096 2.13 us (2.79); but 128x4096 4.6 us
 // (span 3.6) and 8x4096 3.3 us (3.0), where a few warps each walk 16-32
 // groups. Decode batches and ATen's split layouts are the folded kernel's
-// since v18 (the register kernel keeps what it declines: 2-3 rows of 8192,
-// rows that are not whole float4 groups).
+// since v18; the register kernel keeps what that declines, e.g. 2-3 rows
+// of 7940-8192 and 4-15 rows of 8192 (ATen splits those over 64-256
+// lanes), one row past 8192, rows that are not whole float4 groups.
 struct AtenRegisterConfig {
   bool supported = false;
   int groups_per_thread = 1;  // an entry of kAtenRegisterGroupCounts
@@ -214,7 +215,8 @@ inline bool few_rows_for_registers(int64_t rows, const AtenSumLayout& sum, int s
 // Groups in flight per thread over several short rows, by ATen's threads
 // per row. Measured (H200, bf16): 65536x128 0.73 at 4 (four rows of one
 // group), 0.55 at 8; 8192x8192 (512 threads, 4 groups) 0.65 at one row,
-// 0.72 at two.
+// 0.72 at two (split layouts: the folded kernel's since v18, so the 512
+// rule applies only with RMSNORM_FOLDED=0).
 struct ShortRowRule {
   int threads_per_row;
   int groups;
@@ -294,29 +296,33 @@ struct AtenFoldedConfig {
   int threads = 0;
 };
 // Blocks per SM the split rows' instances are compiled for: bf16 rows of a
-// bf16 weight on 256 threads fit 48 registers (five blocks; the row-block
-// kernel held four); fp16 (its conversions) and a weight or an addend
-// beside x take more without spilling (48 registers spilled 56-256 bytes,
-// the fused op's 64 registers 32-128): 64 at four blocks, 80 at three. 512
-// threads (fp32 rows): 64.
-constexpr int folded_split_min_blocks(int threads, bool bf16_rows, bool same_type_weight, bool fused) {
-  if (threads == kAtenMaxThreads) return 2;
-  if (fused || !same_type_weight) return 3;
-  return bf16_rows ? 5 : 4;
+// bf16 weight in Llama order on 256 threads fit 48 registers (five blocks;
+// the row-block kernel held four); fp16 (its conversions), the fp32-scale
+// orders (sm_80 spilled 8 bytes at 48) and the fused op's addend beside x
+// take more without spilling (48 registers spilled 56 bytes, the fused
+// op's 64 registers 32): 64 at four blocks, 80 at three. 512 threads (fp32
+// rows, and 16-bit rows beside an fp32 weight): 64, the fused op's 128
+// (fp32 in Olmo/Gemma order spilled 8 bytes at 64 on sm_80 and sm_89).
+constexpr int folded_split_min_blocks(int threads, bool bf16_rows, bool fp32_scale, bool fused) {
+  if (threads == kAtenMaxThreads) return fused ? 1 : 2;
+  if (fused) return 3;
+  return bf16_rows && !fp32_scale ? 5 : 4;
 }
 // Decode instances: ATen's lanes a row, its float4 groups a lane (rounded
 // up; an entry holds every count up to it), threads a row. Up to 8 groups
-// a thread: one row up to 8192 wide, 2-3 rows up to 8192 (unless ATen
-// splits them over warps: 8192 itself), 4-7 rows up to 4096.
+// a thread: one row up to 8192 wide, 2-3 rows up to 7936 (ATen splits
+// wider ones over two warps), 4-7 rows up to 4096.
 struct FoldedDecodeInstance {
   int lanes;
   int groups;
   int threads;
 };
 constexpr FoldedDecodeInstance kFoldedDecodeInstances[] = {
-    {512, 1, 128}, {512, 2, 128}, {512, 4, 256},                // 1 row
-    {256, 2, 128}, {256, 4, 128}, {256, 8, 256},                // 2-3 rows
-    {128, 2, 128}, {128, 4, 128}, {128, 8, 128}};               // 4-7 rows
+    {512, 1, 128}, {512, 2, 128}, {512, 4, 256},  // 1 row
+    {256, 2, 128}, {256, 4, 128}, {256, 8, 256},  // 2-3 rows
+    {128, 2, 128}, {128, 4, 128}, {128, 8, 128}};  // 4-7 rows
+// (1x4096 and 2-3x4096 on 256 threads of half the groups ran as fast as on
+// 128: bf16 1x4096 1.66 / 1.67 us, fp16 1.70 / 1.67; v18 build P.)
 constexpr int kFoldedSplitGroups = 4;  // ATen's 512 threads of an 8164-8192-wide row: 4 groups or fewer each
 
 inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_bytes, int weight_bytes,
@@ -336,7 +342,7 @@ inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_byte
   }
   if (fused) return config;
   const int64_t needed = (hidden / kAtenVec + sum.lanes - 1) / sum.lanes;
-  for (const auto& instance : kFoldedDecodeInstances) {
+  for (const auto& instance : kFoldedDecodeInstances) {  // (fewest groups first)
     if (instance.lanes == sum.lanes && instance.groups >= needed) {
       config.supported = true;
       config.aten_per_thread = instance.lanes / instance.threads;
@@ -353,7 +359,7 @@ inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_byte
 // a thread per ATen lane for the sum, and enough threads beside them that
 // none holds more than row_block_chunks_per_thread 16-byte chunks of the
 // row. For what the register kernel declines in ATen's unsplit layouts of
-// at most 128 lanes: few rows (4 to ~500 of 4096), and rows too long for
+// at most 128 lanes: few rows (8 to ~500 of 4096), and rows too long for
 // its registers; and aligned rows of ATen's layouts split over warps of 32
 // lanes (8164-8192 wide, 16 rows or more: a thread is one or two of ATen's
 // 512 threads of the row, the same number each; since v18 the folded
@@ -388,7 +394,7 @@ constexpr int kRowBlockMinBlocks = 2;
 // ATen's split layouts (8164-8192-wide rows: 16 warps of 32 lanes) at up to
 // two of ATen's threads a thread: 8192 bf16 at 256 threads of four chunks.
 constexpr int kRowBlockMaxAtenThreadsPerThread = 2;
-constexpr int kRowBlockMaxLanes = 128;  // wider layouts (1-3 rows: 1x4096 has 512 lanes) are the folded kernel's
+constexpr int kRowBlockMaxLanes = 128;  // wider layouts (1-3 rows: 1x4096 has 512 lanes) are the folded and register kernels
 // 8192 floats of squares: ATen splits wider rows (from 8164, over 16 warps;
 // with fewer than 16 rows over more lanes, or over blocks).
 constexpr int64_t kRowBlockMaxSquaresBytes = 32 * 1024;

@@ -767,7 +767,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
           bool kSplit, int kThreads, int kAtenPerThread, int kGroups>
 __global__ void __launch_bounds__(kThreads, kSplit ? folded_split_min_blocks(kThreads, std::is_same_v<T, c10::BFloat16>,
-                                                                             sizeof(W) == sizeof(T), kFusedAdd)
+                                                                             kFp32Scale, kFusedAdd)
                                                    : 1)
     rms_norm_aten_folded_kernel(const NormArgs<T, W, O, A> args) {
   static_assert(kSplit || !kFusedAdd, "decode batches: unfused");
@@ -1227,12 +1227,14 @@ __device__ __forceinline__ void with_constant_shift(int shift, F&& f) {
 
 // The ATen-order forward with a block per row (AtenRowBlockConfig): rows of
 // ATen's unsplit layouts at most 128 lanes wide that the register kernel
-// declines, for being few (4 to ~500 rows of 4096: a lane's 8-32 groups
-// would be summed by one warp while the SMs idle) or too long for its
-// registers (fp32 past 3072, fp16 past 4096, the fused op past 256 bytes a
-// thread), or odd; and aligned rows that ATen splits over 16 warps (8164 to
-// 8192 wide), taken from the register kernel at two rows per SM and more
-// (`warps` > 1, below). ATen's order makes each lane add its groups' squares one
+// declines (and the folded kernel does not take: decode batches of up to
+// 4096 are its), for being few (8 to ~500 rows of 4096: a lane's 8-32
+// groups would be summed by one warp while the SMs idle) or too long for
+// its registers (fp32 past 3072, fp16 past 4096, the fused op past 256
+// bytes a thread), or odd; and aligned rows that ATen splits over 16 warps
+// (8164 to 8192 wide; `warps` > 1, below), since v18 the folded kernel's:
+// here only with RMSNORM_FOLDED=0 (v17 took them from the register kernel
+// at two rows per SM and more). ATen's order makes each lane add its groups' squares one
 // after another into four accumulators; here lane g is thread g, adding the
 // same values in the same order from the row's fp32 squares in shared
 // memory, and ((a0 + a1) + a2) + a3 joins them. The row arrives in 16-byte
@@ -1510,7 +1512,8 @@ bool rows_on(const NormArgs<T, W, O, A>& args, int elements) {
 // RMSNORM_ROW_BLOCK=0: the span kernel wherever the row-block kernel would
 // run, and the register kernel wherever it takes the shape; =all: the
 // row-block kernel wherever it takes the shape, before the register kernel
-// (A/B runs in one build).
+// (A/B runs in one build; the folded kernel, where it takes the shape,
+// still runs first unless RMSNORM_FOLDED=0).
 enum class RowBlockUse { kOff, kByTable, kWherever };
 inline RowBlockUse row_block_use() {
   static const RowBlockUse use = [] {
@@ -1573,10 +1576,12 @@ bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& s
   using C8 = integral_constant<int, 8>;
   const int threads = config.threads, per_thread = config.aten_per_thread, groups = config.groups;
   if (config.split) {
-    if constexpr (sizeof(T) == 2 && sizeof(W) == 2) {
-      launch_with(split, C256{}, C2{}, C4{});
-    } else {
-      launch_with(split, integral_constant<int, 512>{}, C1{}, C4{});
+    // (each instance compiled only for the types the config gives it)
+    constexpr bool k16BitRowsAndWeight = sizeof(T) == 2 && sizeof(W) == 2;
+    if (threads == 256 && per_thread == 2) {
+      if constexpr (k16BitRowsAndWeight) launch_with(split, C256{}, C2{}, C4{});
+    } else if (threads == 512 && per_thread == 1) {
+      if constexpr (!k16BitRowsAndWeight) launch_with(split, integral_constant<int, 512>{}, C1{}, C4{});
     }
   } else if (threads == 128 && per_thread == 4) {
     if (groups == 1) launch_with(decode, C128{}, C4{}, C1{});

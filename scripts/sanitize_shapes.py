@@ -43,10 +43,11 @@ SHAPES = [
     (600, 3073), (600, 2049), (2500, 4097),
     # the folded kernel: ATen's split layout, 16 warps a row (300 x 8184:
     # two ATen threads a thread for 16-bit rows, the last two with a group
-    # fewer), and decode batches ((1, 896) and (4, 4096) above too): four, two and one of ATen's lanes a thread, lanes with a
-    # group fewer than others (3 x 5120, 6 x 1000)
+    # fewer), and decode batches ((1, 896) and (4, 4096) above too): four,
+    # two and one of ATen's lanes a thread, on 128 and 256 threads, lanes
+    # with a group fewer than others (3 x 5000, 6 x 1000)
     (300, 8184),
-    (1, 4096), (1, 8192), (2, 2048), (3, 5120), (6, 1000),
+    (1, 2048), (1, 4096), (1, 8192), (2, 2048), (2, 4096), (3, 5000), (6, 1000),
 ]
 RTOL = {torch.bfloat16: 2**-6, torch.float16: 2**-9, torch.float32: 2**-20}
 

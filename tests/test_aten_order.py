@@ -295,8 +295,8 @@ FOLDED_PROGRAM = shape_program(r"""
     const auto c = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, false);
     const auto fused = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, true);
     const auto wide_weight = rmsnorm::pick_aten_folded_config(hidden, bytes, 4, sum, false);
-    std::printf("%d %d %d %d %d %d %d %d %d %d %d\n", int(c.supported), int(c.split), c.aten_per_thread, c.groups,
-                c.threads, sum.lanes, sum.warps, int(fused.supported), int(sum.supported),
+    std::printf("%d %d %d %d %d %d %d %d %d %d %d\n", int(c.supported), int(c.split), c.aten_per_thread,
+                c.groups, c.threads, sum.lanes, sum.warps, int(fused.supported), int(sum.supported),
                 wide_weight.aten_per_thread, wide_weight.threads);""")
 
 

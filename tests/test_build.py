@@ -212,19 +212,26 @@ def row_block_kernels_same_type(mangled_args):
     return mangled_args[mangled_args.index("E") + 1:].startswith("S2_")
 
 
+def kernel_resource_usage(variant, kernel):
+    """(mangled name, template arguments, registers, stack, local bytes) of
+    every instance of `kernel` in the variant's library, per architecture
+    (cuobjdump -res-usage); skips where this machine has no cuobjdump."""
+    tool = cuobjdump_path()
+    if tool is None:
+        pytest.skip("no cuobjdump here (CUDA toolkit or triton)")
+    library = next(variant.glob("*.abi3.so"))
+    report = subprocess.run([tool, "-res-usage", str(library)], capture_output=True, text=True, check=True).stdout
+    return re.findall(rf"Function (\S*{kernel}I(\S+?)EEvNS\S*):\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:\d+ LOCAL:(\d+)",
+                      report)
+
+
 @pytest.mark.parametrize("variant", CUDA_VARIANTS, ids=lambda p: p.name)
 def test_row_block_kernel_fits_its_register_cap_without_spills(variant):
     """rms_norm_aten_row_block_kernel is held to 64 registers where weight
     and input share a type (kRowBlockMinBlocks: 80 registers cost 8192x5120
     0.98 -> 0.84 of copy, NOTES.md v16); the cap must not buy that with
     local memory, on any architecture the variant was built for."""
-    tool = cuobjdump_path()
-    if tool is None:
-        pytest.skip("no cuobjdump here (CUDA toolkit or triton)")
-    library = next(variant.glob("*.abi3.so"))
-    report = subprocess.run([tool, "-res-usage", str(library)], capture_output=True, text=True, check=True).stdout
-    entries = re.findall(r"Function (\S*rms_norm_aten_row_block_kernelI(\S+?)EEvNS\S*):\s*\n\s*REG:(\d+) STACK:(\d+)"
-                         r" SHARED:\d+ LOCAL:(\d+)", report)
+    entries = kernel_resource_usage(variant, "rms_norm_aten_row_block_kernel")
     assert len(entries) >= 44, len(entries)  # every instance, at least once per architecture
     same_type = 0
     for name, args, registers, stack, local in entries:
@@ -239,16 +246,12 @@ def test_row_block_kernel_fits_its_register_cap_without_spills(variant):
 def test_folded_kernel_holds_its_rows_without_spills(variant):
     """rms_norm_aten_folded_kernel holds every group of its ATen threads (x
     and the weight; the fused op's addend too) in registers: no instance may
-    reach for local memory, and the split layouts' 256-thread bf16 instance
-    (bf16 weight, unfused) stays within its launch bounds' 48 registers
-    (five blocks per SM), on any architecture the variant was built for."""
-    tool = cuobjdump_path()
-    if tool is None:
-        pytest.skip("no cuobjdump here (CUDA toolkit or triton)")
-    library = next(variant.glob("*.abi3.so"))
-    report = subprocess.run([tool, "-res-usage", str(library)], capture_output=True, text=True, check=True).stdout
-    entries = re.findall(r"Function (\S*rms_norm_aten_folded_kernelI(\S+?)EEvNS\S*):\s*\n\s*REG:(\d+) STACK:(\d+)"
-                         r" SHARED:\d+ LOCAL:(\d+)", report)
+    reach for local memory (the launch bounds cap registers per instance:
+    a spill is how a cap too tight shows), and the split layouts'
+    256-thread bf16 instances (bf16 weight or none, Llama order, unfused)
+    are compiled for five blocks per SM (48 registers), on any architecture
+    the variant was built for."""
+    entries = kernel_resource_usage(variant, "rms_norm_aten_folded_kernel")
     assert entries, "no folded kernel in the cuobjdump report"
     split_256 = 0
     for name, args, registers, stack, local in entries:
@@ -256,8 +259,9 @@ def test_folded_kernel_holds_its_rows_without_spills(variant):
         # template arguments end ...Lb<weight>ELb<fused>ELb<fp32 scale>ELb<split>ELi<threads>ELi<per thread>ELi<groups>E
         flags = re.search(r"Lb(\d)ELb(\d)ELb(\d)ELb(\d)ELi(\d+)ELi(\d+)ELi(\d+)E$", args)
         assert flags, args
-        fused, split, threads = flags[2] == "1", flags[4] == "1", int(flags[5])
-        if split and threads == 256 and not fused and args.startswith("N3c108BFloat16ES2_S2_S2_"):
+        fused, fp32_scale, split, threads = flags[2] == "1", flags[3] == "1", flags[4] == "1", int(flags[5])
+        llama_order = not fp32_scale
+        if split and threads == 256 and not fused and llama_order and args.startswith("N3c108BFloat16ES2_S2_S2_"):
             split_256 += 1
             assert int(registers) <= 48, (name, registers)
     assert split_256 > 0, len(entries)
