@@ -354,7 +354,6 @@ inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_byte
   return config;
 }
 
-
 // The ATen-order forward with a block per row (rms_norm_aten_row_block_kernel):
 // a thread per ATen lane for the sum, and enough threads beside them that
 // none holds more than row_block_chunks_per_thread 16-byte chunks of the
@@ -394,7 +393,8 @@ constexpr int kRowBlockMinBlocks = 2;
 // ATen's split layouts (8164-8192-wide rows: 16 warps of 32 lanes) at up to
 // two of ATen's threads a thread: 8192 bf16 at 256 threads of four chunks.
 constexpr int kRowBlockMaxAtenThreadsPerThread = 2;
-constexpr int kRowBlockMaxLanes = 128;  // wider layouts (1-3 rows: 1x4096 has 512 lanes) are the folded and register kernels
+// Wider layouts (1-3 rows: 1x4096 has 512 lanes) are the folded and register kernels'.
+constexpr int kRowBlockMaxLanes = 128;
 // 8192 floats of squares: ATen splits wider rows (from 8164, over 16 warps;
 // with fewer than 16 rows over more lanes, or over blocks).
 constexpr int64_t kRowBlockMaxSquaresBytes = 32 * 1024;

@@ -9,6 +9,7 @@
 #include <torch/all.h>
 
 #include <cstdio>
+#include <iterator>
 #include <type_traits>
 #include <utility>
 
@@ -750,9 +751,9 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
 // row; thread t is ATen's threads a = t + blockDim * j (j <
 // kAtenPerThread) of the row and holds their float4 groups (a's group k at
 // element 4 * (a + aten_threads * k), aten_threads being ATen's lanes *
-// warps = kThreads * kAtenPerThread; zero past the row, and +0 adds nothing to a sum of squares) and
-// the weight's, all loaded before the sum, 8 bytes a group (fp32: 16) and a
-// warp's side by side. x is read once and only partial sums go through
+// warps = kThreads * kAtenPerThread; zero past the row, and +0 adds
+// nothing to a sum of squares) and the weight's, all loaded before the
+// sum, 8 bytes a group (fp32: 16) and a warp's side by side. x is read once and only partial sums go through
 // shared memory: ATen's tree takes one barrier, after which every thread
 // holds the total (no second barrier to share the inverse RMS).
 // - !kSplit, ATen's unsplit layouts of 128-512 lanes (decode batches of 1-7
@@ -1234,8 +1235,8 @@ __device__ __forceinline__ void with_constant_shift(int shift, F&& f) {
 // bytes a thread), or odd; and aligned rows that ATen splits over 16 warps
 // (8164 to 8192 wide; `warps` > 1, below), since v18 the folded kernel's:
 // here only with RMSNORM_FOLDED=0 (v17 took them from the register kernel
-// at two rows per SM and more). ATen's order makes each lane add its groups' squares one
-// after another into four accumulators; here lane g is thread g, adding the
+// at two rows per SM and more). ATen's order makes each lane add its
+// groups' squares one after another into four accumulators; here lane g is thread g, adding the
 // same values in the same order from the row's fp32 squares in shared
 // memory, and ((a0 + a1) + a2) + a3 joins them. The row arrives in 16-byte
 // chunks (x and the weight in flight together), each thread squares its
@@ -1535,17 +1536,29 @@ bool odd_rows_for_row_block(const NormArgs<T, W, O, A>& args) {
          (args.weight == nullptr || is_aligned(args.weight, 16));
 }
 
+// f(std::integral_constant<size_t, I>{}) for I = 0 .. N - 1: host code
+// that instantiates one kernel per entry of a constexpr table.
+template <typename F, size_t... I>
+void for_each_index_of(F&& f, std::index_sequence<I...>) {
+  (f(std::integral_constant<size_t, I>{}), ...);
+}
+template <size_t N, typename F>
+void for_each_index(F&& f) {
+  for_each_index_of(f, std::make_index_sequence<N>{});
+}
+
 // The folded kernel where AtenFoldedConfig takes the shape (rows of whole
-// float4 groups); false otherwise. RMSNORM_FOLDED=0: never (the register or
-// row-block kernel instead, for A/B runs in one build).
+// float4 groups: `whole_groups`, rows_on(args, kAtenVec)); false otherwise.
+// RMSNORM_FOLDED=0: never (the register or row-block kernel instead, for
+// A/B runs in one build).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
-bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, cudaStream_t stream,
-                        bool programmatic) {
+bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool whole_groups,
+                        cudaStream_t stream, bool programmatic) {
   static const bool disabled = [] {
     const char* env = std::getenv("RMSNORM_FOLDED");
     return env != nullptr && env[0] == '0';
   }();
-  if (disabled || !rows_on(args, kAtenVec)) return false;
+  if (disabled || !whole_groups) return false;
   const AtenFoldedConfig config =
       pick_aten_folded_config(args.layout.hidden, int(sizeof(T)), int(sizeof(W)), sum, kFusedAdd);
   if (!config.supported) return false;
@@ -1561,42 +1574,29 @@ bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& s
       launched = true;
     }
   };
-  // The instances: kFoldedDecodeInstances, and the split layouts' (16-bit
-  // rows of a 16-bit weight on 256 threads of two ATen threads, others on
-  // 512 of one).
   using std::bool_constant;
   using std::integral_constant;
-  constexpr bool_constant<false> decode;
-  constexpr bool_constant<true> split;
-  using C128 = integral_constant<int, 128>;
-  using C256 = integral_constant<int, 256>;
-  using C1 = integral_constant<int, 1>;
-  using C2 = integral_constant<int, 2>;
-  using C4 = integral_constant<int, 4>;
-  using C8 = integral_constant<int, 8>;
-  const int threads = config.threads, per_thread = config.aten_per_thread, groups = config.groups;
   if (config.split) {
-    // (each instance compiled only for the types the config gives it)
+    // 16-bit rows of a 16-bit weight on 256 threads of two ATen threads,
+    // others on 512 of one (each instance compiled only for the types the
+    // config gives it).
     constexpr bool k16BitRowsAndWeight = sizeof(T) == 2 && sizeof(W) == 2;
-    if (threads == 256 && per_thread == 2) {
-      if constexpr (k16BitRowsAndWeight) launch_with(split, C256{}, C2{}, C4{});
-    } else if (threads == 512 && per_thread == 1) {
-      if constexpr (!k16BitRowsAndWeight) launch_with(split, integral_constant<int, 512>{}, C1{}, C4{});
+    constexpr int kThreads = k16BitRowsAndWeight ? 256 : kAtenMaxThreads;
+    if (config.threads == kThreads) {
+      launch_with(bool_constant<true>{}, integral_constant<int, kThreads>{},
+                  integral_constant<int, kAtenMaxThreads / kThreads>{}, integral_constant<int, kFoldedSplitGroups>{});
     }
-  } else if (threads == 128 && per_thread == 4) {
-    if (groups == 1) launch_with(decode, C128{}, C4{}, C1{});
-    if (groups == 2) launch_with(decode, C128{}, C4{}, C2{});
-  } else if (threads == 256 && per_thread == 2 && groups == 4) {
-    launch_with(decode, C256{}, C2{}, C4{});
-  } else if (threads == 128 && per_thread == 2) {
-    if (groups == 2) launch_with(decode, C128{}, C2{}, C2{});
-    if (groups == 4) launch_with(decode, C128{}, C2{}, C4{});
-  } else if (threads == 256 && per_thread == 1 && groups == 8) {
-    launch_with(decode, C256{}, C1{}, C8{});
-  } else if (threads == 128 && per_thread == 1) {
-    if (groups == 2) launch_with(decode, C128{}, C1{}, C2{});
-    if (groups == 4) launch_with(decode, C128{}, C1{}, C4{});
-    if (groups == 8) launch_with(decode, C128{}, C1{}, C8{});
+  } else {
+    // The decode instance the config names, one per kFoldedDecodeInstances entry.
+    for_each_index<std::size(kFoldedDecodeInstances)>([&](auto index) {
+      constexpr FoldedDecodeInstance kInstance = kFoldedDecodeInstances[decltype(index)::value];
+      if (config.threads == kInstance.threads && config.groups == kInstance.groups &&
+          config.aten_per_thread * kInstance.threads == kInstance.lanes) {
+        launch_with(bool_constant<false>{}, integral_constant<int, kInstance.threads>{},
+                    integral_constant<int, kInstance.lanes / kInstance.threads>{},
+                    integral_constant<int, kInstance.groups>{});
+      }
+    });
   }
   return launched;
 }
@@ -1607,8 +1607,9 @@ bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& s
 // (hidden not a multiple of 4: kHeadTail; not fused, an odd-sized residual
 // stream being rare).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
-bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned,
-                           bool odd_rows, const cudaDeviceProp* props, cudaStream_t stream, bool programmatic) {
+bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool whole_groups,
+                           bool rows_aligned, bool odd_rows, const cudaDeviceProp* props, cudaStream_t stream,
+                           bool programmatic) {
   // RMSNORM_ATEN_REGISTERS=0: the span kernel instead, for A/B runs in one build.
   static const bool disabled = [] {
     const char* env = std::getenv("RMSNORM_ATEN_REGISTERS");
@@ -1616,7 +1617,6 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   }();
   const RowLayout& layout = args.layout;
   if (disabled) return false;
-  const bool whole_groups = rows_on(args, kAtenVec);
   const bool dense = layout.is_dense();
   const bool head_tail = !whole_groups && !kFusedAdd && dense && pointers_on(args, kAtenVec);
   if (!whole_groups && !head_tail) return false;
@@ -1818,12 +1818,14 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
                                                    props->maxThreadsPerMultiProcessor);
     // Rows off 16-byte boundaries that the row-block kernel reads (checked once; aligned rows skip it).
     const bool odd_rows = !rows_aligned && odd_rows_for_row_block<T, W, O, A, kFusedAdd>(args);
-    if (sum.supported &&
-        launch_aten_folded<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(args, sum, stream, programmatic)) {
+    // Rows of whole float4 groups (the folded and register kernels'; checked once).
+    const bool whole_groups = rows_aligned || rows_on(args, kAtenVec);
+    if (sum.supported && launch_aten_folded<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(args, sum, whole_groups,
+                                                                                           stream, programmatic)) {
       return;
     }
     if (sum.supported && launch_aten_registers<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
-                             args, sum, rows_aligned, odd_rows, props, stream, programmatic)) {
+                             args, sum, whole_groups, rows_aligned, odd_rows, props, stream, programmatic)) {
       return;
     }
     if (sum.supported && launch_aten_row_block<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(

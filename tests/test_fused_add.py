@@ -63,7 +63,8 @@ def test_fused_add_matches_hf(kernel, device, dtype, fp32_residual, fp32_weight,
 # Blocks of several rows on CUDA ("many": the CPU takes a smaller shape), and
 # few rows of ATen's one-warp layout (the CUDA row-block kernel: each row
 # added, stored and squared in 16-byte chunks before its sum), and ATen's
-# layout split over 16 warps (8192 wide; the row-block kernel too).
+# layout split over 16 warps (8192 wide; the folded kernel, which adds and
+# stores from registers).
 FUSED_ROW_COUNTS = {"many": {"cuda": (3000, 4096), "cpu": (300, 768)},
                     "64x8192": {"cuda": (64, 8192), "cpu": (64, 8192)},
                     "16x4096": {"cuda": (16, 4096), "cpu": (16, 4096)},

@@ -107,8 +107,8 @@ def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows)
 # rows (500x4096) and, past 16 rows per SM, 16-bit rows of 4096 and 5120
 # (2200x4096, 2500x5120), and odd rows: few (333x4097, whose last chunk
 # ends past the tensor; 7x5121, ATen's 128 lanes) and 5121 at any count;
-# ATen's layout split over 16 warps (513x8192; 300x8184, whose last two ATen
-# threads hold one group fewer than the others).
+# the folded kernel ATen's layout split over 16 warps (513x8192; 300x8184,
+# whose last two ATen threads hold one group fewer than the others).
 # Smaller on the CPU, whose kernel has no such split; the same count on
 # both, so that no parametrization is skipped.
 MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097), (100, 127), (9, 8192),
@@ -202,9 +202,9 @@ def test_qwen3_qk_norm_on_strided_view(kernel, device):
 @pytest.mark.parametrize("rows,hidden", [(2, 4096), (3, 2048), (8, 4096), (100, 2048)])
 def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
     """Few rows of a wider tensor (a slice of a fused projection): on CUDA the
-    folded kernel (2 and 3 rows) and the row-block kernel read strided rows. HF normalizes a contiguous fp32 copy,
-    whose sum order is that of a dense tensor of the same shape, so the bits
-    are HF's here too."""
+    folded kernel (2 and 3 rows) and the row-block kernel read strided rows.
+    HF normalizes a contiguous fp32 copy, whose sum order is that of a dense
+    tensor of the same shape, so the bits are HF's here too."""
     torch.manual_seed(rows + hidden)
     wide = (torch.randn(rows, hidden + 512, device=device) * 2).to(dtype)
     x = wide[:, 256 : 256 + hidden]
@@ -228,7 +228,8 @@ def test_each_row_count_takes_its_kernel(kernel):
     layouts, fp32 rows too long for registers, and rows of 16 float4 groups
     per ATen thread or more (aligned fp32 rows: 6) at any row count the
     row-block kernel; shorter rows (and 2-3 or 8 rows of 8192, which ATen
-    splits over 64-256 lanes) the register kernel (so the numerics tests above reach each)."""
+    splits over 64-256 lanes) the register kernel (so the numerics tests
+    above reach each)."""
     if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or any(
             os.environ.get(name) is not None for name in ("RMSNORM_ROW_BLOCK", "RMSNORM_FOLDED")):
         pytest.skip("the default launch table only")
