@@ -220,6 +220,40 @@ def test_few_rows_on_strided_view(kernel, device, dtype, rows, hidden):
         torch.testing.assert_close(got, expected, rtol=CUDA_RTOL[dtype], atol=1e-30)
 
 
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", ["rows+4", "weight+4", "hidden8180"])
+def test_split_rows_off_16_byte_boundaries(kernel, device, dtype, case):
+    """ATen's split layouts (8164-8192 wide, 16 rows or more; on CUDA the
+    folded kernel's) where a row or the weight is only 8-byte aligned: rows
+    of a slice 4 columns in, a weight 4 elements into its storage, and rows
+    whose ATen threads end in a single float4 group (8180 wide). Every float4
+    group is still whole, so each gives HF's bits. (Kept from v19 build T,
+    which read two groups as one 16-byte access where all were aligned.)"""
+    hidden = 8180 if case == "hidden8180" else 8192
+    rows = 64 if device == "cuda" else 17
+    torch.manual_seed(hidden + len(case))
+    module = make_hf_module(LlamaRMSNorm, hidden, dtype, device)
+    if case == "weight+4":
+        with torch.no_grad():
+            storage = torch.zeros(hidden + 4, device=device, dtype=dtype)
+            storage[4:].copy_(module.weight)
+            module.weight.data = storage[4:]
+    if case == "rows+4":
+        wide = (torch.randn(rows, hidden + 8, device=device) * 2).to(dtype)
+        x = wide[:, 4 : 4 + hidden]
+        assert not x.is_contiguous()
+    else:
+        x = (torch.randn(rows, hidden, device=device) * 2).to(dtype)
+    with torch.no_grad():
+        expected = module(x)
+        got = kernel.rms_norm(x, module.weight, module.variance_epsilon)
+    report = bitwise_report(got, expected)
+    if device == "cpu" or cuda_sums_in_aten_order(x.contiguous()):
+        assert report["bitwise_fraction"] == 1.0, report
+    else:
+        torch.testing.assert_close(got, expected, rtol=CUDA_RTOL[dtype], atol=1e-30)
+
 @requires_cuda
 def test_each_row_count_takes_its_kernel(kernel):
     """The CUDA launch table, seen from the profiler: decode batches (1-7
