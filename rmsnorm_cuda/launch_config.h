@@ -291,6 +291,7 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
 struct AtenFoldedConfig {
   bool supported = false;
   bool split = false;       // ATen's split layout (else an unsplit one of 128-512 lanes)
+  bool reload = false;      // split rows read twice (kFoldedReloadMinRowsPerSm)
   int aten_per_thread = 1;  // ATen's threads a thread: 4, 2 or 1
   int groups = 1;           // float4 groups per ATen thread, rounded up to an instance
   int threads = 0;
@@ -324,9 +325,28 @@ constexpr FoldedDecodeInstance kFoldedDecodeInstances[] = {
 // (1x4096 and 2-3x4096 on 256 threads of half the groups ran as fast as on
 // 128: bf16 1x4096 1.66 / 1.67 us, fp16 1.70 / 1.67; v18 build P.)
 constexpr int kFoldedSplitGroups = 4;  // ATen's 512 threads of an 8164-8192-wide row: 4 groups or fewer each
+// Split rows (unfused) past kFoldedReloadMinRowsPerSm rows per SM read x
+// twice: the sum from loads that ask L2 to keep x (evict_last), then x again
+// from L2 with the weight, so that no register holds the row through the
+// sum and six blocks fit an SM instead of five (bf16) or three instead of
+// two (fp32). Fewer rows lose the second L2 round trip. H200, fraction of
+// copy, the same build (v19 build U, two passes): 8192x8192 bf16 0.971 /
+// 0.966 -> 0.979 / 0.979, fp16 0.978 / 0.973 -> 0.988 / 0.987, fp32 0.981 /
+// 0.985 -> 0.997 / 0.995; 2048x8192 bf16 0.950 -> 0.934, 256x8192 0.99 ->
+// 0.81. (Asking L2 for the rows a wave ahead instead, as the register
+// kernel does, lost: 8192x8192 bf16 0.90.)
+constexpr int kFoldedReloadMinRowsPerSm = 32;
+// Blocks per SM of the reload instances: 40 registers at 256 threads, 40 at
+// 512 (the fp32-scale fp32 instance spilled 8 bytes there: 64).
+constexpr int folded_reload_min_blocks(int threads, bool fp32_scale) {
+  if (threads == kAtenMaxThreads) return fp32_scale ? 2 : 3;
+  return fp32_scale ? 5 : 6;
+}
 
+// rows and sm_count decide only `reload` (0: never).
 inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_bytes, int weight_bytes,
-                                                const AtenSumLayout& sum, bool fused) {
+                                                const AtenSumLayout& sum, bool fused, int64_t rows = 0,
+                                                int sm_count = 0) {
   AtenFoldedConfig config;
   if (!sum.supported || !sum.vectorized) return config;
   if (sum.warps > 1) {
@@ -338,6 +358,7 @@ inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_byte
     config.aten_per_thread = element_bytes == 2 && weight_bytes == 2 ? 2 : 1;
     config.groups = kFoldedSplitGroups;
     config.threads = kAtenMaxThreads / config.aten_per_thread;
+    config.reload = !fused && sm_count > 0 && rows >= int64_t(kFoldedReloadMinRowsPerSm) * sm_count;
     return config;
   }
   if (fused) return config;

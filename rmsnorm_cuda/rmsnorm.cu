@@ -766,12 +766,15 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
 //   32 (y + 8 onto y for two a thread) in registers, the rest over the
 //   block's warp totals, gathered by every warp.
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
-          bool kSplit, int kThreads, int kAtenPerThread, int kGroups>
-__global__ void __launch_bounds__(kThreads, kSplit ? folded_split_min_blocks(kThreads, std::is_same_v<T, c10::BFloat16>,
-                                                                             kFp32Scale, kFusedAdd)
-                                                   : 1)
+          bool kSplit, int kThreads, int kAtenPerThread, int kGroups, bool kReload = false>
+__global__ void __launch_bounds__(kThreads, kReload  ? folded_reload_min_blocks(kThreads, kFp32Scale)
+                                            : kSplit ? folded_split_min_blocks(kThreads,
+                                                                               std::is_same_v<T, c10::BFloat16>,
+                                                                               kFp32Scale, kFusedAdd)
+                                                     : 1)
     rms_norm_aten_folded_kernel(const NormArgs<T, W, O, A> args) {
   static_assert(kSplit || !kFusedAdd, "decode batches: unfused");
+  static_assert(!kReload || (kSplit && !kFusedAdd), "reload: split rows, unfused");
   using Group = PackedVec<T, kAtenVec>;
   using WeightGroup = PackedVec<W, kAtenVec>;
   // ATen's threads of the row: a constant, so that every group's offset from
@@ -798,10 +801,16 @@ __global__ void __launch_bounds__(kThreads, kSplit ? folded_split_min_blocks(kTh
     for (int k = 0; k < kGroups; ++k) {
 #pragma unroll
       for (int i = 0; i < Group::kWords; ++i) x[j][k].words[i] = 0u;  // +0 in every dtype
-      if (has_group(j, k)) x[j][k] = Group::load(x_row + column(j, k));
+      if (has_group(j, k)) {
+        if constexpr (kReload) {  // read again after the sum: L2 is asked to keep it
+          x[j][k] = Group::load_with_policy(x_row + column(j, k), l2_policy<L2Priority::kEvictLast>());
+        } else {
+          x[j][k] = Group::load(x_row + column(j, k));
+        }
+      }
     }
   }
-  if constexpr (kHasWeight) {  // before the sum: one memory latency per row
+  if constexpr (kHasWeight && !kReload) {  // before the sum: one memory latency per row
 #pragma unroll
     for (int j = 0; j < kAtenPerThread; ++j) {
 #pragma unroll
@@ -869,6 +878,35 @@ __global__ void __launch_bounds__(kThreads, kSplit ? folded_split_min_blocks(kTh
 
   const bool add_one = args.order == NormOrder::kGemma;
   O* const out_row = args.out + dense_start;
+  if constexpr (kReload) {
+    // x again (from L2) and the weight, half the groups at a time: the
+    // registers of the row are not held through the sum, so more rows fit
+    // an SM.
+    constexpr int kBatch = kGroups >= 2 ? kGroups / 2 : 1;
+#pragma unroll
+    for (int k0 = 0; k0 < kGroups; k0 += kBatch) {
+#pragma unroll
+      for (int j = 0; j < kAtenPerThread; ++j) {
+#pragma unroll
+        for (int k = k0; k < k0 + kBatch; ++k) {
+          if (has_group(j, k)) {
+            x[j][k] = Group::load_with_policy(x_row + column(j, k), l2_policy<L2Priority::kEvictFirst>());
+            if constexpr (kHasWeight) w[j][k] = WeightGroup::load(args.weight + column(j, k));
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kAtenPerThread; ++j) {
+#pragma unroll
+        for (int k = k0; k < k0 + kBatch; ++k) {
+          const Vec<O, kAtenVec> y = normalize_vec<T, W, O, kAtenVec, kHasWeight, kFp32Scale>(
+              x[j][k].vec(), inv_rms, w[j][k].vec(), add_one);
+          if (has_group(j, k)) store_vec<O, kAtenVec>(out_row + column(j, k), y);
+        }
+      }
+    }
+    return;
+  }
 #pragma unroll
   for (int j = 0; j < kAtenPerThread; ++j) {
 #pragma unroll
@@ -1553,25 +1591,41 @@ void for_each_index(F&& f) {
 // A/B runs in one build).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
 bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool whole_groups,
-                        cudaStream_t stream, bool programmatic) {
+                        const cudaDeviceProp* props, cudaStream_t stream, bool programmatic) {
   static const bool disabled = [] {
     const char* env = std::getenv("RMSNORM_FOLDED");
     return env != nullptr && env[0] == '0';
   }();
+  // RMSNORM_FOLDED_RELOAD=0 / 1: split rows read once / twice whatever the
+  // row count, for A/B runs in one build.
+  static const int reload_override = [] {
+    const char* env = std::getenv("RMSNORM_FOLDED_RELOAD");
+    return env == nullptr ? -1 : (env[0] == '1' ? 1 : 0);
+  }();
   if (disabled || !whole_groups) return false;
-  const AtenFoldedConfig config =
-      pick_aten_folded_config(args.layout.hidden, int(sizeof(T)), int(sizeof(W)), sum, kFusedAdd);
+  const AtenFoldedConfig config = pick_aten_folded_config(args.layout.hidden, int(sizeof(T)), int(sizeof(W)), sum,
+                                                          kFusedAdd, args.layout.rows, props->multiProcessorCount);
   if (!config.supported) return false;
+  const bool reload = config.split && !kFusedAdd && (reload_override < 0 ? config.reload : reload_override == 1);
   bool launched = false;
   auto launch_with = [&](auto split_tag, auto threads_tag, auto per_thread_tag, auto groups_tag) {
     constexpr bool kSplit = decltype(split_tag)::value;
     constexpr int kThreads = decltype(threads_tag)::value, kPerThread = decltype(per_thread_tag)::value;
     constexpr int kGroups = decltype(groups_tag)::value;
     if constexpr (kSplit || !kFusedAdd) {
-      launch_kernel(rms_norm_aten_folded_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale, kSplit, kThreads,
-                                                kPerThread, kGroups>,
-                    dim3(unsigned(args.layout.rows)), dim3(kThreads), stream, programmatic, args);
+      auto run = [&](auto kernel) {
+        launch_kernel(kernel, dim3(unsigned(args.layout.rows)), dim3(kThreads), stream, programmatic, args);
+      };
       launched = true;
+      if constexpr (kSplit && !kFusedAdd) {
+        if (reload) {
+          run(rms_norm_aten_folded_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale, kSplit, kThreads, kPerThread,
+                                          kGroups, true>);
+          return;
+        }
+      }
+      run(rms_norm_aten_folded_kernel<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale, kSplit, kThreads, kPerThread,
+                                      kGroups>);
     }
   };
   using std::bool_constant;
@@ -1820,8 +1874,8 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
     const bool odd_rows = !rows_aligned && odd_rows_for_row_block<T, W, O, A, kFusedAdd>(args);
     // Rows of whole float4 groups (the folded and register kernels'; checked once).
     const bool whole_groups = rows_aligned || rows_on(args, kAtenVec);
-    if (sum.supported && launch_aten_folded<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(args, sum, whole_groups,
-                                                                                           stream, programmatic)) {
+    if (sum.supported && launch_aten_folded<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
+                             args, sum, whole_groups, props, stream, programmatic)) {
       return;
     }
     if (sum.supported && launch_aten_registers<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(

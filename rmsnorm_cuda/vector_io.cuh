@@ -56,6 +56,36 @@ __device__ __forceinline__ Vec<T, N> load_vec_readonly(const T* ptr) {
   }
 }
 
+// L2 eviction priority for a load (createpolicy + ld.global.L2::cache_hint):
+// evict_last keeps lines that are read again soon, evict_first lets lines
+// read for the last time leave first.
+enum class L2Priority { kEvictLast, kEvictFirst };
+template <L2Priority kPriority>
+__device__ __forceinline__ uint64_t l2_policy() {
+  uint64_t policy;
+  if constexpr (kPriority == L2Priority::kEvictLast) {
+    asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+  } else {
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  }
+  return policy;
+}
+// (volatile: a second load of the same address after a barrier must not be
+// merged with the first.)
+template <int kBytes>
+__device__ __forceinline__ void load_words_with_policy(uint32_t* dst, const void* src, uint64_t policy) {
+  if constexpr (kBytes == 16) {
+    asm volatile("ld.global.L2::cache_hint.v4.b32 {%0, %1, %2, %3}, [%4], %5;"
+                 : "=r"(dst[0]), "=r"(dst[1]), "=r"(dst[2]), "=r"(dst[3])
+                 : "l"(src), "l"(policy));
+  } else {
+    static_assert(kBytes == 8, "8 or 16 bytes");
+    asm volatile("ld.global.L2::cache_hint.v2.b32 {%0, %1}, [%2], %3;"
+                 : "=r"(dst[0]), "=r"(dst[1])
+                 : "l"(src), "l"(policy));
+  }
+}
+
 // N elements of T as 32-bit words, two 16-bit elements to a word. An array
 // of Vec<T, N> of bf16/fp16 held across a kernel may take a register per
 // element (the ATen-order register kernel spilled at 32 groups of 4 bf16 per
@@ -68,6 +98,11 @@ struct PackedVec {
   __device__ __forceinline__ static PackedVec load(const T* ptr) {
     PackedVec packed;
     copy_words<int(sizeof(T)) * N>(packed.words, ptr);
+    return packed;
+  }
+  __device__ __forceinline__ static PackedVec load_with_policy(const T* ptr, uint64_t policy) {
+    PackedVec packed;
+    load_words_with_policy<kWords * 4>(packed.words, ptr, policy);
     return packed;
   }
   // Through the read-only data path (see load_vec_readonly).

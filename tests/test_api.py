@@ -181,3 +181,67 @@ def test_runs_on_current_stream(kernel):
     torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
     assert torch.equal(got, expected)
+
+
+def op_events(kernel, call):
+    """Names of our ops the profiler records while `call` runs."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        call()
+    return [e.name for e in prof.events() if e.name.startswith("_rmsnorm_")]
+
+
+def test_eager_call_skips_the_dispatcher(kernel, device):
+    """With grad off, rms_norm launches through the extension's
+    rms_norm_out_eager (Python allocates the output; no op call, so no op
+    event in the profiler) and still gives HF's bits and dtype; with grad on
+    the op runs (autograd needs it)."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 256, device=device, dtype=torch.bfloat16)
+    w = torch.rand(256, device=device, dtype=torch.float32) + 0.5
+    with torch.no_grad():
+        got = []
+        assert op_events(kernel, lambda: got.append(kernel.rms_norm(x, w, 1e-6))) == []
+        assert_bitwise(got[0], hf_reference(x, w, 1e-6))
+    assert any(n.endswith("::rms_norm") for n in op_events(kernel, lambda: kernel.rms_norm(x, w, 1e-6)))
+
+
+def test_eager_call_leaves_other_tensors_to_the_op(kernel, device):
+    """Inside a dispatch mode, and for a negative view (a tensor whose
+    dispatch keys ask for the negation to be applied), the op runs, so the
+    mode sees it and the view is read as its values: HF's bits either way."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(1)
+    x = torch.randn(3, 128, device=device)
+    w = torch.rand(128, device=device) + 0.5
+    with torch.no_grad():
+        with Recorder() as recorder:
+            y = kernel.rms_norm(x, w, 1e-6)
+        assert any("rms_norm" in n for n in recorder.names), recorder.names
+        assert_bitwise(y, hf_reference(x, w, 1e-6))
+        negative = torch._neg_view(x)
+        assert negative.is_neg()
+        assert_bitwise(kernel.rms_norm(negative, w, 1e-6), hf_reference(-x, w, 1e-6))
+
+
+def test_eager_call_raises_the_ops_errors(kernel, device):
+    """Bad arguments under no_grad raise what the op raises with grad on."""
+    x = torch.randn(2, 64, device=device, dtype=torch.bfloat16)
+    for weight, eps, order in [(torch.ones(64, device=device, dtype=torch.float16), 1e-6, 0),
+                               (torch.ones(32, device=device, dtype=torch.bfloat16), 1e-6, 0),
+                               (torch.ones(64, device=device, dtype=torch.bfloat16), "1e-6", 0)]:
+        with pytest.raises(Exception) as with_grad:
+            kernel._call.rms_norm_op(x, weight, eps, order)
+        with torch.no_grad(), pytest.raises(Exception) as without_grad:
+            kernel._call.rms_norm_op(x, weight, eps, order)
+        assert type(without_grad.value) is type(with_grad.value)
+        assert str(without_grad.value).splitlines()[0] == str(with_grad.value).splitlines()[0]

@@ -292,12 +292,13 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
 
 
 FOLDED_PROGRAM = shape_program(r"""
-    const auto c = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, false);
-    const auto fused = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, true);
-    const auto wide_weight = rmsnorm::pick_aten_folded_config(hidden, bytes, 4, sum, false);
-    std::printf("%d %d %d %d %d %d %d %d %d %d %d\n", int(c.supported), int(c.split), c.aten_per_thread,
+    const auto c = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, false, rows, 132);
+    const auto fused = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, true, rows, 132);
+    const auto wide_weight = rmsnorm::pick_aten_folded_config(hidden, bytes, 4, sum, false, rows, 132);
+    std::printf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", int(c.supported), int(c.split), c.aten_per_thread,
                 c.groups, c.threads, sum.lanes, sum.warps, int(fused.supported), int(sum.supported),
-                wide_weight.aten_per_thread, wide_weight.threads);""")
+                wide_weight.aten_per_thread, wide_weight.threads, int(c.reload), int(fused.reload),
+                int(wide_weight.reload));""")
 
 
 def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
@@ -309,10 +310,11 @@ def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
     1, 2, 4 or 8; 128 threads where they hold the row), unfused; and ATen's
     split layouts of 16 warps of 32 lanes (rows 8164-8192 wide, 16 rows or
     more), fused or not, on 256 threads of two ATen threads where rows and
-    weight are 16-bit (else 512 of one), four groups each; never ATen's
+    weight are 16-bit (else 512 of one), four groups each, read twice
+    (reload) unfused from 32 rows per SM (4224 on 132 SMs); never ATen's
     narrower unsplit layouts (8 rows or more), other splits, global
     reductions, nor unvectorized rows."""
-    cases = [(r, h, b) for r in (1, 2, 3, 4, 7, 8, 15, 16, 128, 8192)
+    cases = [(r, h, b) for r in (1, 2, 3, 4, 7, 8, 15, 16, 128, 4223, 4224, 8192)
              for h in (127, 128, 256, 512, 896, 2048, 3584, 4096, 4100, 5120, 6144, 8164, 8184, 8192, 8196, 16384,
                        65536)
              for b in (2, 4)]
@@ -320,7 +322,8 @@ def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
     taken = set()
     for (rows, hidden, element_bytes), line in zip(cases, out):
         (supported, split, per_thread, groups, threads, lanes, warps, fused_supported, sum_supported,
-         wide_per_thread, wide_threads) = (int(v) for v in line.split())
+         wide_per_thread, wide_threads, reload, fused_reload, wide_reload) = (int(v) for v in line.split())
+        assert not fused_reload, (rows, hidden, element_bytes, line)
         case = (rows, hidden, element_bytes, line)
         if hidden < 128 or not sum_supported:
             assert not supported and not fused_supported, case
@@ -333,6 +336,7 @@ def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
             assert split and groups == 4 and -(-(hidden // 4) // 512) <= 4, case
             assert (per_thread, threads) == ((2, 256) if element_bytes == 2 else (1, 512)), case
             assert (wide_per_thread, wide_threads) == (1, 512), case  # an fp32 weight beside the rows
+            assert reload == wide_reload == (rows >= 32 * 132), case
             taken.add((rows, hidden, element_bytes))
             continue
         assert not fused_supported, case
@@ -341,7 +345,7 @@ def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
         assert bool(supported) == (lanes >= 128 and fitted is not None and (lanes, fitted) != (512, 8)), case
         if not supported:
             continue
-        assert not split, case
+        assert not split and not reload, case
         taken.add((rows, hidden, element_bytes))
         assert threads in (128, 256) and per_thread * threads == lanes and per_thread * groups <= 8, case
         assert groups >= needed and (groups == fitted or (groups, fitted) == (2, 1)), case  # (no 1 below 512 lanes)

@@ -249,19 +249,22 @@ def test_folded_kernel_holds_its_rows_without_spills(variant):
     reach for local memory (the launch bounds cap registers per instance:
     a spill is how a cap too tight shows), and the split layouts'
     256-thread bf16 instances (bf16 weight or none, Llama order, unfused)
-    are compiled for five blocks per SM (48 registers), on any architecture
-    the variant was built for."""
+    are compiled for five blocks per SM (48 registers), and six (40) where
+    they read x twice (kReload: many rows), on any architecture the variant
+    was built for."""
     entries = kernel_resource_usage(variant, "rms_norm_aten_folded_kernel")
     assert entries, "no folded kernel in the cuobjdump report"
     split_256 = 0
     for name, args, registers, stack, local in entries:
         assert int(stack) == 0 and int(local) == 0, (name, stack, local)
         # template arguments end ...Lb<weight>ELb<fused>ELb<fp32 scale>ELb<split>ELi<threads>ELi<per thread>ELi<groups>E
-        flags = re.search(r"Lb(\d)ELb(\d)ELb(\d)ELb(\d)ELi(\d+)ELi(\d+)ELi(\d+)E$", args)
+        # Lb<reload>E
+        flags = re.search(r"Lb(\d)ELb(\d)ELb(\d)ELb(\d)ELi(\d+)ELi(\d+)ELi(\d+)ELb(\d)E$", args)
         assert flags, args
         fused, fp32_scale, split, threads = flags[2] == "1", flags[3] == "1", flags[4] == "1", int(flags[5])
+        reload = flags[8] == "1"
         llama_order = not fp32_scale
         if split and threads == 256 and not fused and llama_order and args.startswith("N3c108BFloat16ES2_S2_S2_"):
             split_256 += 1
-            assert int(registers) <= 48, (name, registers)
+            assert int(registers) <= (40 if reload else 48), (name, registers)
     assert split_256 > 0, len(entries)

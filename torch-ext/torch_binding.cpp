@@ -274,4 +274,86 @@ TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops) {
 #endif
 }
 
-REGISTER_EXTENSION(TORCH_EXTENSION_NAME)
+// The eager call of rms_norm (torch-ext/rmsnorm/_call.py, grad off, not
+// compiling): Python allocates `out` and passes the three tensors as their
+// TensorImpl addresses (Tensor._cdata), and this runs rms_norm_out with its
+// checks, without the dispatcher's boxed call: on the H200's host that call
+// cost ~2.5 us of a 13.7 us eager call, where a native op of one kernel
+// took 9.6 (benchmarks/results/eager-probe-h200-s14.txt). Only plain dense
+// CPU/CUDA tensors outside any dispatch mode take it; anything else returns
+// NotImplemented and Python calls the op, as does a bad argument (the op
+// then raises its own error).
+namespace {
+
+at::Tensor tensor_at(unsigned long long impl) {
+  return at::Tensor(c10::intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>::reclaim_copy(
+      reinterpret_cast<c10::TensorImpl*>(impl)));
+}
+
+// Dense CPU/CUDA tensors with autograd's and autocast's keys only: no
+// subclass, functorch wrapper, functional, sparse, meta, conjugate or
+// negative view, whose kernels the dispatcher would have picked.
+bool is_plain(const at::Tensor& t) {
+  static const c10::DispatchKeySet plain{c10::DispatchKey::CPU,          c10::DispatchKey::CUDA,
+                                         c10::DispatchKey::ADInplaceOrView, c10::DispatchKey::AutogradCPU,
+                                         c10::DispatchKey::AutogradCUDA, c10::DispatchKey::AutocastCPU,
+                                         c10::DispatchKey::AutocastCUDA};
+  return (t.key_set() - plain).empty();
+}
+
+PyObject* not_implemented() {
+  Py_INCREF(Py_NotImplemented);
+  return Py_NotImplemented;
+}
+
+PyObject* rms_norm_out_eager(PyObject* /*module*/, PyObject* args) {
+  unsigned long long out_impl = 0, input_impl = 0, weight_impl = 0;
+  double epsilon = 0.0;
+  long long order = 0;
+  if (!PyArg_ParseTuple(args, "KKKdL", &out_impl, &input_impl, &weight_impl, &epsilon, &order)) {
+    PyErr_Clear();
+    return not_implemented();
+  }
+  // (a dispatch mode, functorch or functionalization adds keys to the thread's
+  // included set beyond the defaults)
+  if (out_impl == 0 || input_impl == 0 ||
+      !(c10::impl::tls_local_dispatch_key_set().included_ - c10::default_included_set).empty()) {
+    return not_implemented();
+  }
+  try {
+    at::Tensor out = tensor_at(out_impl);
+    const at::Tensor input = tensor_at(input_impl);
+    std::optional<at::Tensor> weight;
+    if (weight_impl != 0) weight = tensor_at(weight_impl);
+    if (!is_plain(out) || !is_plain(input) || (weight && !is_plain(*weight))) return not_implemented();
+    rms_norm_out(out, input, weight, epsilon, order);
+  } catch (const c10::ValueError& e) {
+    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+    return nullptr;
+  } catch (const c10::TypeError& e) {
+    PyErr_SetString(PyExc_TypeError, e.what_without_backtrace());
+    return nullptr;
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    return nullptr;
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+  Py_INCREF(Py_None);
+  return Py_None;
+}
+
+PyMethodDef extension_methods[] = {
+    {"rms_norm_out_eager", rms_norm_out_eager, METH_VARARGS,
+     "rms_norm_out_eager(out_impl, input_impl, weight_impl_or_0, eps, order): None, or NotImplemented"},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
+// (REGISTER_EXTENSION's module, plus the method above.)
+PyMODINIT_FUNC CONCAT(PyInit_, TORCH_EXTENSION_NAME)() {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, STRINGIFY(TORCH_EXTENSION_NAME), nullptr, 0,
+                                      extension_methods};
+  return PyModule_Create(&module);
+}
