@@ -325,7 +325,7 @@ constexpr FoldedDecodeInstance kFoldedDecodeInstances[] = {
 // (1x4096 and 2-3x4096 on 256 threads of half the groups ran as fast as on
 // 128: bf16 1x4096 1.66 / 1.67 us, fp16 1.70 / 1.67; v18 build P.)
 constexpr int kFoldedSplitGroups = 4;  // ATen's 512 threads of an 8164-8192-wide row: 4 groups or fewer each
-// Split rows (unfused) past kFoldedReloadMinRowsPerSm rows per SM read x
+// Split rows (unfused) from kFoldedReloadMinRowsPerSm rows per SM read x
 // twice: the sum from loads that ask L2 to keep x (evict_last), then x again
 // from L2 with the weight, so that no register holds the row through the
 // sum and six blocks fit an SM instead of five (bf16) or three instead of
@@ -334,8 +334,11 @@ constexpr int kFoldedSplitGroups = 4;  // ATen's 512 threads of an 8164-8192-wid
 // 0.966 -> 0.979 / 0.979, fp16 0.978 / 0.973 -> 0.988 / 0.987, fp32 0.981 /
 // 0.985 -> 0.997 / 0.995; 2048x8192 bf16 0.950 -> 0.934, 256x8192 0.99 ->
 // 0.81. (Asking L2 for the rows a wave ahead instead, as the register
-// kernel does, lost: 8192x8192 bf16 0.90.)
-constexpr int kFoldedReloadMinRowsPerSm = 32;
+// kernel does, lost: 8192x8192 bf16 0.90.) The crossover (build Y, read
+// once / twice): bf16 3072x8192 0.966 / 0.930, 4224 0.972 / 0.968, 6144
+// 0.974 / 0.978, 8192 0.973 / 0.982; fp32 4224 0.990 / 0.987, 6144 0.990 /
+// 0.988, 8192 0.991 / 0.994: 48 rows per SM (6336 on 132 SMs).
+constexpr int kFoldedReloadMinRowsPerSm = 48;
 // Blocks per SM of the reload instances: 40 registers at 256 threads, 40 at
 // 512 (the fp32-scale fp32 instance spilled 8 bytes there: 64).
 constexpr int folded_reload_min_blocks(int threads, bool fp32_scale) {

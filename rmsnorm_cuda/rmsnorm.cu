@@ -765,6 +765,9 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
 //   thread's ATen threads' butterfly, the warps' levels down to blockDim /
 //   32 (y + 8 onto y for two a thread) in registers, the rest over the
 //   block's warp totals, gathered by every warp.
+// kReload (split rows, unfused, many rows: kFoldedReloadMinRowsPerSm): x
+// is summed and dropped, then read again from L2 with the weight after the
+// barrier, so that more blocks fit an SM.
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
           bool kSplit, int kThreads, int kAtenPerThread, int kGroups, bool kReload = false>
 __global__ void __launch_bounds__(kThreads, kReload  ? folded_reload_min_blocks(kThreads, kFp32Scale)

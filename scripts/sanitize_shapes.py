@@ -46,7 +46,7 @@ SHAPES = [
     # fewer), and decode batches ((1, 896) and (4, 4096) above too): four,
     # two and one of ATen's lanes a thread, on 128 and 256 threads, lanes
     # with a group fewer than others (3 x 5000, 6 x 1000); split rows read
-    # twice take 32 rows per SM and more, or RMSNORM_FOLDED_RELOAD=1
+    # twice take 48 rows per SM and more, or RMSNORM_FOLDED_RELOAD=1
     (300, 8184),
     (1, 2048), (1, 4096), (1, 8192), (2, 2048), (2, 4096), (3, 5000), (6, 1000),
 ]

@@ -311,10 +311,10 @@ def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
     split layouts of 16 warps of 32 lanes (rows 8164-8192 wide, 16 rows or
     more), fused or not, on 256 threads of two ATen threads where rows and
     weight are 16-bit (else 512 of one), four groups each, read twice
-    (reload) unfused from 32 rows per SM (4224 on 132 SMs); never ATen's
+    (reload) unfused from 48 rows per SM (6336 on 132 SMs); never ATen's
     narrower unsplit layouts (8 rows or more), other splits, global
     reductions, nor unvectorized rows."""
-    cases = [(r, h, b) for r in (1, 2, 3, 4, 7, 8, 15, 16, 128, 4223, 4224, 8192)
+    cases = [(r, h, b) for r in (1, 2, 3, 4, 7, 8, 15, 16, 128, 6335, 6336, 8192)
              for h in (127, 128, 256, 512, 896, 2048, 3584, 4096, 4100, 5120, 6144, 8164, 8184, 8192, 8196, 16384,
                        65536)
              for b in (2, 4)]
@@ -336,7 +336,7 @@ def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
             assert split and groups == 4 and -(-(hidden // 4) // 512) <= 4, case
             assert (per_thread, threads) == ((2, 256) if element_bytes == 2 else (1, 512)), case
             assert (wide_per_thread, wide_threads) == (1, 512), case  # an fp32 weight beside the rows
-            assert reload == wide_reload == (rows >= 32 * 132), case
+            assert reload == wide_reload == (rows >= 48 * 132), case
             taken.add((rows, hidden, element_bytes))
             continue
         assert not fused_supported, case

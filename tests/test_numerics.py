@@ -108,8 +108,8 @@ def test_matches_llama_rmsnorm(kernel, device, dtype, fp32_weight, hidden, rows)
 # (2200x4096, 2500x5120), and odd rows: few (333x4097, whose last chunk
 # ends past the tensor; 7x5121, ATen's 128 lanes) and 5121 at any count;
 # the folded kernel ATen's layout split over 16 warps (513x8192; 300x8184,
-# whose last two ATen threads hold one group fewer than the others; 4224x8192,
-# 32 rows per SM of the H100/H200, read twice).
+# whose last two ATen threads hold one group fewer than the others; 6336x8192,
+# 48 rows per SM of the H100/H200, read twice).
 # Smaller on the CPU, whose kernel has no such split; the same count on
 # both, so that no parametrization is skipped.
 MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097), (100, 127), (9, 8192),
@@ -117,7 +117,7 @@ MANY_ROWS = {"cpu": [(300, 769), (64, 4097), (210, 256), (150, 769), (30, 4097),
                      (7, 5121), (20, 8184), (12, 8192)],
              "cuda": [(600, 769), (2100, 256), (20000, 769), (3000, 4097), (2048, 4096), (1000, 127), (513, 8192),
                       (4099, 128), (1000, 2048), (700, 5121), (530, 128), (500, 4096), (2200, 4096), (2500, 5120),
-                      (333, 4097), (7, 5121), (300, 8184), (4224, 8192)]}
+                      (333, 4097), (7, 5121), (300, 8184), (6336, 8192)]}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

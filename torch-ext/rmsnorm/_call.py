@@ -6,15 +6,8 @@ themselves), which measured 3.7 us per call on the CPU under torch.no_grad(),
 as much as the rest of the call. With grad disabled nothing can need a graph,
 so the call goes below the Autograd key directly (2.3 + 0.9 us). Compiled code
 never takes that branch: torch.compile traces the plain call.
-
-Below it, rms_norm skips the dispatcher's boxed call too: Python allocates
-the output and the extension's rms_norm_out_eager runs the op's own checks
-and launch on the tensors' addresses (torch_binding.cpp says which tensors
-qualify; for any other it returns NotImplemented and the op runs). The
-stable-ABI variant has no such function: the op always runs there.
 """
 
-import importlib
 from typing import Optional
 
 import torch
@@ -29,20 +22,6 @@ _rms_norm = ops.rms_norm.default
 _add_rms_norm = ops.add_rms_norm.default
 _below_autograd = torch._C._AutoDispatchBelowAutograd
 _is_compiling = torch.compiler.is_compiling
-_Tensor = torch.Tensor
-_empty = torch.empty
-_dispatch_modes = torch._C._len_torch_dispatch_stack
-
-
-def _eager_rms_norm_out():
-    try:
-        extension = importlib.import_module(f"{__package__}.{ops.name}")
-    except ImportError:
-        return None
-    return getattr(extension, "rms_norm_out_eager", None)
-
-
-_rms_norm_out_eager = _eager_rms_norm_out()
 
 
 def order_code(order: str) -> int:
@@ -55,14 +34,6 @@ def order_code(order: str) -> int:
 def rms_norm_op(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float, order: int = LLAMA) -> torch.Tensor:
     if torch.is_grad_enabled() or _is_compiling():
         return _rms_norm(x, weight, eps, order)
-    if (_rms_norm_out_eager is not None and type(x) is _Tensor and (weight is None or type(weight) is _Tensor)
-            and not _dispatch_modes()):
-        # the op's result dtype: result_type(weight, x) in Llama order (a weight
-        # of another dtype than x's or fp32 is refused by the op's checks)
-        out = _empty(x.shape, dtype=weight.dtype if weight is not None and order == LLAMA else x.dtype,
-                     device=x.device)
-        if _rms_norm_out_eager(out._cdata, x._cdata, 0 if weight is None else weight._cdata, eps, order) is None:
-            return out
     with _below_autograd():
         return _rms_norm(x, weight, eps, order)
 
