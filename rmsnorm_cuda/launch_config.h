@@ -339,19 +339,27 @@ constexpr int kFoldedSplitGroups = 4;  // ATen's 512 threads of an 8164-8192-wid
 // 0.974 / 0.978, 8192 0.973 / 0.982; fp32 4224 0.990 / 0.987, 6144 0.990 /
 // 0.988, 8192 0.991 / 0.994: 48 rows per SM (6336 on 132 SMs).
 constexpr int kFoldedReloadMinRowsPerSm = 48;
-// Blocks per SM of the reload instances: 40 registers at 256 threads, 40 at
-// 512 (the fp32-scale fp32 instance spilled 8 bytes there: 64).
-// (CI: at three 512-thread blocks the bf16-rows, fp32-weight instance
-// spilled 88 bytes off sm_90; until measured, the read-once bounds.)
-constexpr int folded_reload_min_blocks(int threads, bool fp32_scale) {
-  if (threads == kAtenMaxThreads) return 2;
-  return fp32_scale ? 4 : 5;
+// Blocks per SM of the reload instances. Hopper's ptxas holds them in 40
+// registers (six 256-thread blocks, three 512-thread; the fp32-scale 512
+// instance spilled 8 bytes at three: two); sm_80 and sm_89 spilled 8-96
+// bytes at those bounds (CI, torch 2.14 variant), so their instances take
+// the read-once bounds, and the rule reads twice on Hopper only (measured
+// there alone).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ != 900
+constexpr bool kReloadOnHopperBounds = false;
+#else
+constexpr bool kReloadOnHopperBounds = true;  // sm_90, and the host pass
+#endif
+constexpr int folded_reload_min_blocks(int threads, bool bf16_rows, bool fp32_scale) {
+  if (!kReloadOnHopperBounds) return folded_split_min_blocks(threads, bf16_rows, fp32_scale, false);
+  if (threads == kAtenMaxThreads) return fp32_scale ? 2 : 3;
+  return fp32_scale ? 5 : 6;
 }
 
-// rows and sm_count decide only `reload` (0: never).
+// rows, sm_count and hopper decide only `reload` (sm_count 0: never).
 inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_bytes, int weight_bytes,
                                                 const AtenSumLayout& sum, bool fused, int64_t rows = 0,
-                                                int sm_count = 0) {
+                                                int sm_count = 0, bool hopper = false) {
   AtenFoldedConfig config;
   if (!sum.supported || !sum.vectorized) return config;
   if (sum.warps > 1) {
@@ -363,7 +371,7 @@ inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_byte
     config.aten_per_thread = element_bytes == 2 && weight_bytes == 2 ? 2 : 1;
     config.groups = kFoldedSplitGroups;
     config.threads = kAtenMaxThreads / config.aten_per_thread;
-    config.reload = !fused && sm_count > 0 && rows >= int64_t(kFoldedReloadMinRowsPerSm) * sm_count;
+    config.reload = !fused && hopper && sm_count > 0 && rows >= int64_t(kFoldedReloadMinRowsPerSm) * sm_count;
     return config;
   }
   if (fused) return config;

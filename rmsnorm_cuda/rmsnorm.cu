@@ -770,11 +770,10 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
 // barrier, so that more blocks fit an SM.
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
           bool kSplit, int kThreads, int kAtenPerThread, int kGroups, bool kReload = false>
-__global__ void __launch_bounds__(kThreads, kReload  ? folded_reload_min_blocks(kThreads, kFp32Scale)
-                                            : kSplit ? folded_split_min_blocks(kThreads,
-                                                                               std::is_same_v<T, c10::BFloat16>,
-                                                                               kFp32Scale, kFusedAdd)
-                                                     : 1)
+__global__ void __launch_bounds__(
+    kThreads, kReload  ? folded_reload_min_blocks(kThreads, std::is_same_v<T, c10::BFloat16>, kFp32Scale)
+              : kSplit ? folded_split_min_blocks(kThreads, std::is_same_v<T, c10::BFloat16>, kFp32Scale, kFusedAdd)
+                       : 1)
     rms_norm_aten_folded_kernel(const NormArgs<T, W, O, A> args) {
   static_assert(kSplit || !kFusedAdd, "decode batches: unfused");
   static_assert(!kReload || (kSplit && !kFusedAdd), "reload: split rows, unfused");
@@ -1607,7 +1606,8 @@ bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& s
   }();
   if (disabled || !whole_groups) return false;
   const AtenFoldedConfig config = pick_aten_folded_config(args.layout.hidden, int(sizeof(T)), int(sizeof(W)), sum,
-                                                          kFusedAdd, args.layout.rows, props->multiProcessorCount);
+                                                          kFusedAdd, args.layout.rows, props->multiProcessorCount,
+                                                          props->major == 9);
   if (!config.supported) return false;
   const bool reload = config.split && !kFusedAdd && (reload_override < 0 ? config.reload : reload_override == 1);
   bool launched = false;

@@ -292,13 +292,14 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
 
 
 FOLDED_PROGRAM = shape_program(r"""
-    const auto c = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, false, rows, 132);
-    const auto fused = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, true, rows, 132);
-    const auto wide_weight = rmsnorm::pick_aten_folded_config(hidden, bytes, 4, sum, false, rows, 132);
-    std::printf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", int(c.supported), int(c.split), c.aten_per_thread,
-                c.groups, c.threads, sum.lanes, sum.warps, int(fused.supported), int(sum.supported),
-                wide_weight.aten_per_thread, wide_weight.threads, int(c.reload), int(fused.reload),
-                int(wide_weight.reload));""")
+    const auto c = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, false, rows, 132, true);
+    const auto fused = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, true, rows, 132, true);
+    const auto wide_weight = rmsnorm::pick_aten_folded_config(hidden, bytes, 4, sum, false, rows, 132, true);
+    const auto ampere = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, false, rows, 108, false);
+    std::printf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", int(c.supported), int(c.split),
+                c.aten_per_thread, c.groups, c.threads, sum.lanes, sum.warps, int(fused.supported),
+                int(sum.supported), wide_weight.aten_per_thread, wide_weight.threads, int(c.reload),
+                int(fused.reload), int(wide_weight.reload), int(ampere.reload));""")
 
 
 def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
@@ -311,7 +312,7 @@ def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
     split layouts of 16 warps of 32 lanes (rows 8164-8192 wide, 16 rows or
     more), fused or not, on 256 threads of two ATen threads where rows and
     weight are 16-bit (else 512 of one), four groups each, read twice
-    (reload) unfused from 48 rows per SM (6336 on 132 SMs); never ATen's
+    (reload) unfused from 48 rows per SM (6336 on 132 SMs) on Hopper only; never ATen's
     narrower unsplit layouts (8 rows or more), other splits, global
     reductions, nor unvectorized rows."""
     cases = [(r, h, b) for r in (1, 2, 3, 4, 7, 8, 15, 16, 128, 6335, 6336, 8192)
@@ -322,8 +323,9 @@ def test_folded_config_gives_threads_whole_aten_threads(tmp_path):
     taken = set()
     for (rows, hidden, element_bytes), line in zip(cases, out):
         (supported, split, per_thread, groups, threads, lanes, warps, fused_supported, sum_supported,
-         wide_per_thread, wide_threads, reload, fused_reload, wide_reload) = (int(v) for v in line.split())
-        assert not fused_reload, (rows, hidden, element_bytes, line)
+         wide_per_thread, wide_threads, reload, fused_reload, wide_reload, ampere_reload) = (
+            int(v) for v in line.split())
+        assert not fused_reload and not ampere_reload, (rows, hidden, element_bytes, line)
         case = (rows, hidden, element_bytes, line)
         if hidden < 128 or not sum_supported:
             assert not supported and not fused_supported, case

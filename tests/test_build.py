@@ -249,8 +249,9 @@ def test_folded_kernel_holds_its_rows_without_spills(variant):
     reach for local memory (the launch bounds cap registers per instance:
     a spill is how a cap too tight shows), and the split layouts'
     256-thread bf16 instances (bf16 weight or none, Llama order, unfused)
-    are compiled for five blocks per SM (48 registers), read once or twice
-    (kReload), on any architecture the variant was built for."""
+    are compiled for at least five blocks per SM (48 registers; six, 40, on
+    sm_90 where they read x twice: kReload), on any architecture the
+    variant was built for."""
     entries = kernel_resource_usage(variant, "rms_norm_aten_folded_kernel")
     assert entries, "no folded kernel in the cuobjdump report"
     split_256 = 0
@@ -261,7 +262,6 @@ def test_folded_kernel_holds_its_rows_without_spills(variant):
         flags = re.search(r"Lb(\d)ELb(\d)ELb(\d)ELb(\d)ELi(\d+)ELi(\d+)ELi(\d+)ELb(\d)E$", args)
         assert flags, args
         fused, fp32_scale, split, threads = flags[2] == "1", flags[3] == "1", flags[4] == "1", int(flags[5])
-        reload = flags[8] == "1"
         llama_order = not fp32_scale
         if split and threads == 256 and not fused and llama_order and args.startswith("N3c108BFloat16ES2_S2_S2_"):
             split_256 += 1
