@@ -342,16 +342,17 @@ constexpr int kFoldedReloadMinRowsPerSm = 48;
 // Blocks per SM of the reload instances. Hopper's ptxas holds them in 40
 // registers (six 256-thread blocks, three 512-thread; the fp32-scale 512
 // instance spilled 8 bytes at three: two); sm_80 and sm_89 spilled 8-96
-// bytes at those bounds (CI, torch 2.14 variant), so their instances take
-// the read-once bounds, and the rule reads twice on Hopper only (measured
-// there alone).
+// bytes at those bounds and the bf16 one 16-24 even at five blocks (CI,
+// torch 2.14 variant), so elsewhere they take four 256-thread blocks or two
+// 512-thread ones, and the rule reads twice on Hopper only (measured there
+// alone; elsewhere only RMSNORM_FOLDED_RELOAD=1 runs them).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ != 900
 constexpr bool kReloadOnHopperBounds = false;
 #else
 constexpr bool kReloadOnHopperBounds = true;  // sm_90, and the host pass
 #endif
-constexpr int folded_reload_min_blocks(int threads, bool bf16_rows, bool fp32_scale) {
-  if (!kReloadOnHopperBounds) return folded_split_min_blocks(threads, bf16_rows, fp32_scale, false);
+constexpr int folded_reload_min_blocks(int threads, bool fp32_scale) {
+  if (!kReloadOnHopperBounds) return threads == kAtenMaxThreads ? 2 : 4;
   if (threads == kAtenMaxThreads) return fp32_scale ? 2 : 3;
   return fp32_scale ? 5 : 6;
 }

@@ -771,7 +771,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
           bool kSplit, int kThreads, int kAtenPerThread, int kGroups, bool kReload = false>
 __global__ void __launch_bounds__(
-    kThreads, kReload  ? folded_reload_min_blocks(kThreads, std::is_same_v<T, c10::BFloat16>, kFp32Scale)
+    kThreads, kReload  ? folded_reload_min_blocks(kThreads, kFp32Scale)
               : kSplit ? folded_split_min_blocks(kThreads, std::is_same_v<T, c10::BFloat16>, kFp32Scale, kFusedAdd)
                        : 1)
     rms_norm_aten_folded_kernel(const NormArgs<T, W, O, A> args) {

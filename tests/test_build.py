@@ -213,16 +213,21 @@ def row_block_kernels_same_type(mangled_args):
 
 
 def kernel_resource_usage(variant, kernel):
-    """(mangled name, template arguments, registers, stack, local bytes) of
-    every instance of `kernel` in the variant's library, per architecture
-    (cuobjdump -res-usage); skips where this machine has no cuobjdump."""
+    """(mangled name, template arguments, registers, stack, local bytes,
+    architecture) of every instance of `kernel` in the variant's library,
+    per architecture (cuobjdump -res-usage); skips where this machine has no
+    cuobjdump."""
     tool = cuobjdump_path()
     if tool is None:
         pytest.skip("no cuobjdump here (CUDA toolkit or triton)")
     library = next(variant.glob("*.abi3.so"))
     report = subprocess.run([tool, "-res-usage", str(library)], capture_output=True, text=True, check=True).stdout
-    return re.findall(rf"Function (\S*{kernel}I(\S+?)EEvNS\S*):\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:\d+ LOCAL:(\d+)",
-                      report)
+    entries = []
+    for arch, section in re.findall(r"arch = (sm_\d+)(.*?)(?=arch = sm_|\Z)", report, flags=re.S):
+        found = re.findall(rf"Function (\S*{kernel}I(\S+?)EEvNS\S*):\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:\d+ "
+                           r"LOCAL:(\d+)", section)
+        entries += [(*entry, arch) for entry in found]
+    return entries
 
 
 @pytest.mark.parametrize("variant", CUDA_VARIANTS, ids=lambda p: p.name)
@@ -234,7 +239,7 @@ def test_row_block_kernel_fits_its_register_cap_without_spills(variant):
     entries = kernel_resource_usage(variant, "rms_norm_aten_row_block_kernel")
     assert len(entries) >= 44, len(entries)  # every instance, at least once per architecture
     same_type = 0
-    for name, args, registers, stack, local in entries:
+    for name, args, registers, stack, local, _ in entries:
         assert int(stack) == 0 and int(local) == 0, (name, stack, local)
         if row_block_kernels_same_type(args):
             same_type += 1
@@ -249,14 +254,14 @@ def test_folded_kernel_holds_its_rows_without_spills(variant):
     reach for local memory (the launch bounds cap registers per instance:
     a spill is how a cap too tight shows), and the split layouts'
     256-thread bf16 instances (bf16 weight or none, Llama order, unfused)
-    are compiled for at least five blocks per SM (48 registers; six, 40, on
-    sm_90 where they read x twice: kReload), on any architecture the
-    variant was built for."""
+    are compiled for five blocks per SM (48 registers), on any architecture
+    the variant was built for, and for six (40) on sm_90 where they read x
+    twice (kReload, Hopper only)."""
     entries = kernel_resource_usage(variant, "rms_norm_aten_folded_kernel")
     assert entries, "no folded kernel in the cuobjdump report"
     split_256 = 0
-    for name, args, registers, stack, local in entries:
-        assert int(stack) == 0 and int(local) == 0, (name, stack, local)
+    for name, args, registers, stack, local, arch in entries:
+        assert int(stack) == 0 and int(local) == 0, (name, arch, stack, local)
         # template arguments end ...Lb<weight>ELb<fused>ELb<fp32 scale>ELb<split>ELi<threads>ELi<per thread>ELi<groups>E
         # Lb<reload>E
         flags = re.search(r"Lb(\d)ELb(\d)ELb(\d)ELb(\d)ELi(\d+)ELi(\d+)ELi(\d+)ELb(\d)E$", args)
@@ -265,5 +270,8 @@ def test_folded_kernel_holds_its_rows_without_spills(variant):
         llama_order = not fp32_scale
         if split and threads == 256 and not fused and llama_order and args.startswith("N3c108BFloat16ES2_S2_S2_"):
             split_256 += 1
-            assert int(registers) <= 48, (name, registers)
+            reload = flags[8] == "1"
+            if reload and arch != "sm_90":
+                continue  # (read-twice instances off Hopper: the rule never runs them; four blocks)
+            assert int(registers) <= (40 if reload else 48), (name, arch, registers)
     assert split_256 > 0, len(entries)
