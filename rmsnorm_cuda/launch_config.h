@@ -406,33 +406,38 @@ inline AtenFoldedConfig pick_aten_folded_config(int64_t hidden, int element_byte
 struct AtenRowBlockConfig {
   bool supported = false;
   int threads = 0;
-  size_t squares_bytes = 0;  // dynamic shared memory: the fp32 squares of the row's chunks
+  size_t staged_bytes = 0;  // dynamic shared memory: the fp32 squares of the row's chunks (odd rows: the chunks)
 };
-// Aligned rows hold x and the weight from the start, odd rows x alone up to
-// the sum (their weight is loaded after it): one chunk more, so that odd
-// rows take as many warps as aligned ones (4097: 128 threads, where four
-// chunks a thread took 160 and the fifth warp's sum, addresses and barrier
-// waits; v16).
+// Aligned rows hold x and the weight from the start, odd rows neither
+// through the sum (their weight is loaded after it, x waits in shared
+// memory): one chunk more, so that odd rows take as many warps as aligned
+// ones (4097: 128 threads, where four chunks a thread took 160 and the
+// fifth warp's sum, addresses and barrier waits; v16).
 constexpr int kRowBlockChunksPerThread = 4;
 constexpr int kOddRowBlockChunksPerThread = 5;
 constexpr int row_block_chunks_per_thread(bool odd_rows) {
   return odd_rows ? kOddRowBlockChunksPerThread : kRowBlockChunksPerThread;
 }
-// The kernel (weight and input of one type) at most 64 registers a thread,
-// two 512-thread blocks per SM: left to itself, nvcc put every odd row
-// chunk's pair of weight loads in flight at once (74 registers: the SM held
-// 6 blocks of 128 threads instead of 8, 8192x4097 0.80 -> 0.77 of copy),
-// and all eight float4 loads of a lane's sum batch (80 registers: 8192x5120
-// 0.98 -> 0.84; v16 builds C and F).
-constexpr int kRowBlockMinBlocks = 2;
+// Blocks of 512 threads per SM the kernel is compiled for (its register
+// cap: 65536 / (512 * blocks)). Aligned rows (weight and input of one
+// type) at most 64 registers: left to itself, nvcc put all eight float4
+// loads of a lane's sum batch in flight at once (80 registers: 8192x5120
+// 0.98 -> 0.84; v16 build F). Odd rows wait out the sum with the row in
+// shared memory, not in registers (v20): 40 registers, 12 blocks of 128
+// threads per SM, where holding x through the sum took 64 (8 blocks;
+// 8192x4097 0.84 -> 0.92 of copy). A weight of another type: twice that.
+constexpr int row_block_min_blocks(bool same_types, bool odd_rows) {
+  if (odd_rows) return same_types ? 3 : 2;
+  return same_types ? 2 : 1;
+}
 // ATen's split layouts (8164-8192-wide rows: 16 warps of 32 lanes) at up to
 // two of ATen's threads a thread: 8192 bf16 at 256 threads of four chunks.
 constexpr int kRowBlockMaxAtenThreadsPerThread = 2;
 // Wider layouts (1-3 rows: 1x4096 has 512 lanes) are the folded and register kernels'.
 constexpr int kRowBlockMaxLanes = 128;
-// 8192 floats of squares: ATen splits wider rows (from 8164, over 16 warps;
-// with fewer than 16 rows over more lanes, or over blocks).
-constexpr int64_t kRowBlockMaxSquaresBytes = 32 * 1024;
+// ATen splits wider rows (from 8164 over 16 warps; with fewer than 16 rows
+// over more lanes, or over blocks).
+constexpr int64_t kRowBlockMaxHidden = 8192;
 
 inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element_bytes, const AtenSumLayout& sum,
                                                      bool odd_rows = false) {
@@ -443,7 +448,7 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
   // (odd rows' head and tail are not ported to it).
   if (split && (odd_rows || sum.lanes != 32)) return config;
   const int64_t row_bytes = hidden * element_bytes;
-  if ((row_bytes % 16 != 0) != odd_rows || hidden * int64_t(sizeof(float)) > kRowBlockMaxSquaresBytes) {
+  if ((row_bytes % 16 != 0) != odd_rows || hidden > kRowBlockMaxHidden) {
     return config;
   }
   const int64_t elements_per_chunk = 16 / element_bytes;
@@ -465,7 +470,7 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
   if (threads > kAtenMaxThreads) return config;
   config.supported = true;
   config.threads = int(threads);
-  config.squares_bytes = size_t(chunks * elements_per_chunk) * sizeof(float);
+  config.staged_bytes = odd_rows ? size_t(chunks) * 16 : size_t(chunks * elements_per_chunk) * sizeof(float);
   return config;
 }
 

@@ -1192,58 +1192,91 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
 // Through a generic pointer, nvcc rebuilt the window's base (S2R
 // SR_CgaCtaId and three more) before each predicated load of the row-block
 // kernel's sum (ncu source counters, v15: ~9 instructions per square).
-// After the barrier that publishes the squares: volatile with a memory
-// clobber.
-__device__ __forceinline__ float4 load_shared_float4(uint32_t address) {
-  float4 v;
-  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
-               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
-               : "r"(address)
-               : "memory");
-  return v;
+// A float4 group of a row staged in shared memory, as loaded (read after
+// the barrier that publishes it): 4 elements of S, 8 bytes for bf16 / fp16,
+// 16 for fp32 (and for the fp32 squares aligned rows stage). Volatile with
+// a memory clobber: the loads stay after the barrier.
+template <typename S>
+struct StagedGroup {
+  uint32_t words[sizeof(S)];  // 4 elements
+};
+template <typename S>
+__device__ __forceinline__ StagedGroup<S> load_staged_group(uint32_t address) {
+  StagedGroup<S> group;
+  if constexpr (sizeof(S) == 4) {
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(group.words[0]), "=r"(group.words[1]), "=r"(group.words[2]), "=r"(group.words[3])
+                 : "r"(address)
+                 : "memory");
+  } else {
+    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];"
+                 : "=r"(group.words[0]), "=r"(group.words[1])
+                 : "r"(address)
+                 : "memory");
+  }
+  return group;
 }
 
-// One float4 group of squares into ATen's four accumulators.
-__device__ __forceinline__ void add_group(float4& acc, const float4& group) {
-  acc.x = __fadd_rn(acc.x, group.x);
-  acc.y = __fadd_rn(acc.y, group.y);
-  acc.z = __fadd_rn(acc.z, group.z);
-  acc.w = __fadd_rn(acc.w, group.w);
+// Element q of a staged group as float.
+template <typename S>
+__device__ __forceinline__ float staged_element(const StagedGroup<S>& group, int q) {
+  if constexpr (sizeof(S) == 4) {
+    return __uint_as_float(group.words[q]);
+  } else {
+    return half_word_as_float<S>(group.words[q / 2], (q & 1) != 0);
+  }
 }
 
-// ATen's thread of a row adding its float4 groups first, first + stride, ...
-// (below num_groups) of the row's squares in shared memory, from `address`
-// (group `first`), in order, one group into each of four accumulators. A
-// batch of groups is in flight at once: whole batches unchecked, then one
-// batch more whose groups past the row add zeros (acc + 0 == acc bitwise:
-// the accumulators are sums of squares, never -0), so that a lane with
-// fewer groups than its warp's others (4097: lane 31 has 31, the others 32;
-// ATen threads 510 and 511 of a split 8184-wide row 3 of 4) waits on one
-// batch, not on a load a group. Measured neutral (v17), kept for the one
-// path it gives both layouts.
-template <int kBatch>
+// One staged group into ATen's four accumulators, in order. kSquare: the
+// group holds the row's elements, each squared here (to float, times
+// itself, rounded once: the same operation on the same value as where
+// aligned rows form their squares; bf16 and fp16 squares are exact), else
+// it holds the squares.
+template <typename S, bool kSquare>
+__device__ __forceinline__ void add_staged_group(float4& acc, const StagedGroup<S>& group) {
+  float f[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    f[q] = staged_element(group, q);
+    if constexpr (kSquare) f[q] = __fmul_rn(f[q], f[q]);
+  }
+  acc.x = __fadd_rn(acc.x, f[0]);
+  acc.y = __fadd_rn(acc.y, f[1]);
+  acc.z = __fadd_rn(acc.z, f[2]);
+  acc.w = __fadd_rn(acc.w, f[3]);
+}
+
+// ATen's thread of a row adding the squares of its float4 groups first,
+// first + stride, ... (below num_groups) of the row staged in shared memory
+// (from `address`, group `first`), in order, one group into each of four
+// accumulators. A batch of groups is in flight at once: whole batches
+// unchecked, then one batch more whose groups past the row add zeros (acc +
+// 0 == acc bitwise: the accumulators are sums of squares, never -0), so
+// that a lane with fewer groups than its warp's others (4097: lane 31 has
+// 31, the others 32; ATen threads 510 and 511 of a split 8184-wide row 3
+// of 4) waits on one batch, not on a load a group.
+template <typename S, bool kSquare, int kBatch>
 __device__ __forceinline__ void add_strided_groups(float4& acc, uint32_t address, int first, int stride,
                                                    int num_groups) {
-  constexpr uint32_t kGroupBytes = kAtenVec * sizeof(float);
+  constexpr uint32_t kGroupBytes = kAtenVec * sizeof(S);
   const uint32_t step = uint32_t(stride) * kGroupBytes;
   int k = first;
   for (; k + (kBatch - 1) * stride < num_groups; k += kBatch * stride) {
-    float4 batch[kBatch];
+    StagedGroup<S> batch[kBatch];
 #pragma unroll
-    for (int b = 0; b < kBatch; ++b) batch[b] = load_shared_float4(address + uint32_t(b) * step);
+    for (int b = 0; b < kBatch; ++b) batch[b] = load_staged_group<S>(address + uint32_t(b) * step);
 #pragma unroll
-    for (int b = 0; b < kBatch; ++b) add_group(acc, batch[b]);
+    for (int b = 0; b < kBatch; ++b) add_staged_group<S, kSquare>(acc, batch[b]);
     address += kBatch * step;
   }
   if (k < num_groups) {
-    float4 batch[kBatch];
+    StagedGroup<S> batch[kBatch];
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
-      batch[b] = k + b * stride < num_groups ? load_shared_float4(address + uint32_t(b) * step)
-                                             : make_float4(0.f, 0.f, 0.f, 0.f);
+      batch[b] = k + b * stride < num_groups ? load_staged_group<S>(address + uint32_t(b) * step) : StagedGroup<S>{};
     }
 #pragma unroll
-    for (int b = 0; b < kBatch; ++b) add_group(acc, batch[b]);
+    for (int b = 0; b < kBatch; ++b) add_staged_group<S, kSquare>(acc, batch[b]);
   }
 }
 
@@ -1276,32 +1309,43 @@ __device__ __forceinline__ void with_constant_shift(int shift, F&& f) {
 // (8164 to 8192 wide; `warps` > 1, below), since v18 the folded kernel's:
 // here only with RMSNORM_FOLDED=0 (v17 took them from the register kernel
 // at two rows per SM and more). ATen's order makes each lane add its
-// groups' squares one after another into four accumulators; here lane g is thread g, adding the
-// same values in the same order from the row's fp32 squares in shared
-// memory, and ((a0 + a1) + a2) + a3 joins them. The row arrives in 16-byte
-// chunks (x and the weight in flight together), each thread squares its
-// chunks into shared memory and later normalizes them from its registers.
-// At most row_block_chunks_per_thread(kOddRows) chunks a thread.
+// groups' squares one after another into four accumulators; here lane g
+// is thread g, adding the same values in the same order from the row
+// staged in shared memory, and ((a0 + a1) + a2) + a3 joins them. The row
+// arrives in 16-byte chunks, at most row_block_chunks_per_thread(kOddRows)
+// a thread. Aligned rows: x and the weight in flight together, each thread
+// squares its chunks into shared memory and later normalizes them from its
+// registers. Odd rows (kOddRows): x goes to shared memory as loaded, the
+// lanes square their groups from there, and after the sum each thread
+// takes its chunks back from there with their weight (from L1 mostly):
+// no register holds the row through the sum, so that 12 blocks of 128
+// threads fit an SM instead of 8 (v20: 8192x4097 0.84 -> 0.92 of copy;
+// aligned rows lost that way, 8192x4096 0.98 -> 0.95: their weight's
+// latency after the sum and the lanes' squares, where odd rows already
+// loaded the weight there).
 // kOddRows: dense rows that start off 16-byte boundaries (hidden * element
 // bytes not a multiple of 16; input, out and weight on 16-byte boundaries,
 // unfused). The chunks are the tensor's, from the one that holds the row's
 // first element: `shift` elements of the row before (and of the row after)
-// are loaded, squared and ignored; the first and last chunks are stored
-// element by element (the rows beside own the rest of their bytes). The
-// sum is ATen's for a row whose fp32 squares start `head` elements before a
-// float4 group: head element e initializes accumulator 0 of lane shift + e,
-// the tail is added to accumulator 0 of the first lanes last (as
+// are loaded and ignored; the first and last chunks are stored element by
+// element (the rows beside own the rest of their bytes). The sum is ATen's
+// for a row whose fp32 squares start `head` elements before a float4
+// group: head element e initializes accumulator 0 of lane shift + e, the
+// tail is added to accumulator 0 of the first lanes last (as
 // rms_norm_aten_span_kernel and the register kernel's kHeadTail).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
           bool kOddRows>
-__global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRowBlockMinBlocks : 1)
+__global__ void __launch_bounds__(kAtenMaxThreads, row_block_min_blocks(sizeof(W) == sizeof(T), kOddRows))
     rms_norm_aten_row_block_kernel(const NormArgs<T, W, O, A> args, const int lanes, const int warps) {
   static_assert(!(kOddRows && kFusedAdd), "odd rows: unfused");
   constexpr int kVec = 16 / sizeof(T);
   constexpr int kChunks = row_block_chunks_per_thread(kOddRows);
   using Chunk = PackedVec<T, kVec>;
   using WeightChunk = PackedVec<W, kVec>;
-  extern __shared__ __align__(16) float squares[];  // fp32 squares of the row's chunks
+  // What the sum reads: odd rows' elements as loaded, aligned rows' fp32 squares.
+  using Staged = std::conditional_t<kOddRows, T, float>;
+  extern __shared__ __align__(16) unsigned char row_block_staged[];
+  Staged* const staged = reinterpret_cast<Staged*>(row_block_staged);
   __shared__ float lane_totals[kRowBlockMaxLanes];
   const RowLayout& layout = args.layout;
   const int hidden = int(layout.hidden);
@@ -1330,28 +1374,32 @@ __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRow
   // Odd rows: chunk j lies in the row, and the pair of weight chunks its
   // weight is shifted from (from place - kVec when shift > 0) lies in the weight.
   auto whole = [&](int j) { return !kOddRows || (column(j) >= 0 && place(j) + kVec <= hidden); };
+  auto staged_chunk = [&](int j) { return reinterpret_cast<uint4*>(staged + place(j)); };  // odd rows
 
   wait_for_previous_grid();
   // Every chunk's x is loaded before any is used (a use, or a call on one
   // path, between the loads made each chunk wait for the one before).
+  // Aligned rows hold x and the weight until they are stored.
   Chunk x[kChunks];
   WeightChunk w[kChunks];
-  // Odd rows: the last row's last chunk may end past the tensor (a check
-  // on the block's row first: 64-bit sums per chunk cost ~6 instructions).
-  const bool last_row = row + 1 == layout.rows;
-  auto past_end = [&](int j) { return kOddRows && last_row && column(j) + kVec > hidden; };
-#pragma unroll
-  for (int j = 0; j < kChunks; ++j) {
-    if (!has_chunk(j)) continue;
-    if (!past_end(j)) x[j] = Chunk::load(x_row + column(j));
-    if constexpr (kHasWeight && !kOddRows) w[j] = WeightChunk::load(args.weight + column(j));
-  }
-  if constexpr (kOddRows) {
+  {
+    // Odd rows: the last row's last chunk may end past the tensor (a check
+    // on the block's row first: 64-bit sums per chunk cost ~6 instructions).
+    const bool last_row = row + 1 == layout.rows;
+    auto past_end = [&](int j) { return kOddRows && last_row && column(j) + kVec > hidden; };
 #pragma unroll
     for (int j = 0; j < kChunks; ++j) {
-      if (has_chunk(j) && past_end(j)) {
-        x[j] = Chunk::of(load_window_elements<T, kVec>(args.input, dense_start + column(j), dense_start,
-                                                       dense_start + hidden));
+      if (!has_chunk(j)) continue;
+      if (!past_end(j)) x[j] = Chunk::load(x_row + column(j));
+      if constexpr (kHasWeight && !kOddRows) w[j] = WeightChunk::load(args.weight + column(j));
+    }
+    if constexpr (kOddRows) {
+#pragma unroll
+      for (int j = 0; j < kChunks; ++j) {
+        if (has_chunk(j) && past_end(j)) {
+          x[j] = Chunk::of(load_window_elements<T, kVec>(args.input, dense_start + column(j), dense_start,
+                                                         dense_start + hidden));
+        }
       }
     }
   }
@@ -1376,44 +1424,58 @@ __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRow
 #pragma unroll
   for (int j = 0; j < kChunks; ++j) {
     if (!has_chunk(j)) continue;
-    float4* const to = reinterpret_cast<float4*>(squares + place(j));
+    if constexpr (kOddRows) {
+      *staged_chunk(j) = make_uint4(x[j].words[0], x[j].words[1], x[j].words[2], x[j].words[3]);
+    } else {
+      float4* const to = reinterpret_cast<float4*>(staged + place(j));
 #pragma unroll
-    for (int i = 0; i < kVec; i += 4) {
-      float f[4];
+      for (int i = 0; i < kVec; i += 4) {
+        float f[4];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) f[e] = element_as_float(x[j], i + e);
-      to[i / 4] = make_float4(__fmul_rn(f[0], f[0]), __fmul_rn(f[1], f[1]), __fmul_rn(f[2], f[2]),
-                              __fmul_rn(f[3], f[3]));
+        for (int e = 0; e < 4; ++e) f[e] = element_as_float(x[j], i + e);
+        to[i / 4] = make_float4(__fmul_rn(f[0], f[0]), __fmul_rn(f[1], f[1]), __fmul_rn(f[2], f[2]),
+                                __fmul_rn(f[3], f[3]));
+      }
     }
   }
   __syncthreads();
 
   // Unsplit layouts: ATen's lane g is thread g here: it adds element q of its groups g,
-  // g + lanes, ... into accumulator q, one group (one LDS.128) at a time,
+  // g + lanes, ... into accumulator q, one group (one shared load) at a time,
   // and joins them ((a0 + a1) + a2) + a3, as ATen's thread does. (Four
   // threads per lane, one per accumulator, spent four warps' predicates,
-  // addresses and loads on what one warp's float4 loads do; v16.)
+  // addresses and loads on what one warp's loads do; v16.)
   // HF's fp32 squares are a fresh dense tensor: its row starts `head`
-  // elements before a float4 group, and groups sits on 16 bytes (shift +
+  // elements before a float4 group, and groups sits on 4 elements (shift +
   // head is a multiple of 4).
   const int g = int(threadIdx.x);
   const int squares_shift = kOddRows ? int(dense_start % kAtenVec) : 0;
   const int head = squares_shift == 0 ? 0 : kAtenVec - squares_shift;
-  const float* const row_squares = squares + shift;  // column p at row_squares[p]
-  const float* const groups = row_squares + head;
+  const Staged* const row_staged = staged + shift;  // column p at row_staged[p]
+  const Staged* const groups = row_staged + head;
+  auto square_at = [](const Staged* element) {  // odd rows' head and tail elements
+    const float f = to_float(*element);
+    return __fmul_rn(f, f);
+  };
   const int num_groups = (hidden - head) / kAtenVec;
-  constexpr int kSumBatch = 8;       // float4 groups of a lane's sum in flight at once
+  // float4 groups of a lane's sum in flight at once (odd fp32 rows: 4, for 40 registers)
+  constexpr int kSumBatch = kOddRows && sizeof(T) == 4 ? 4 : 8;
   constexpr int kSplitSumBatch = 4;  // split layouts: a thread's two ATen threads, 4 groups each at 8192
   const uint32_t groups_address = static_cast<uint32_t>(__cvta_generic_to_shared(groups));
-  constexpr uint32_t kGroupBytes = kAtenVec * sizeof(float);
+  constexpr uint32_t kGroupBytes = kAtenVec * sizeof(Staged);
   const int lane = int(threadIdx.x) & 31;
   float total;
   if (kOddRows || warps == 1) {
     if (g < lanes) {
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (kOddRows && squares_shift > 0 && g >= squares_shift && g < kAtenVec) acc.x = row_squares[g - squares_shift];
-      add_strided_groups<kSumBatch>(acc, groups_address + uint32_t(g) * kGroupBytes, g, lanes, num_groups);
-      if (kOddRows && g < (hidden - head) % kAtenVec) acc.x = __fadd_rn(acc.x, groups[num_groups * kAtenVec + g]);
+      if (kOddRows && squares_shift > 0 && g >= squares_shift && g < kAtenVec) {
+        acc.x = square_at(row_staged + g - squares_shift);
+      }
+      add_strided_groups<Staged, kOddRows, kSumBatch>(acc, groups_address + uint32_t(g) * kGroupBytes, g, lanes,
+                                                      num_groups);
+      if (kOddRows && g < (hidden - head) % kAtenVec) {
+        acc.x = __fadd_rn(acc.x, square_at(groups + num_groups * kAtenVec + g));
+      }
       lane_totals[g] = joined(acc);
     }
     __syncthreads();
@@ -1440,8 +1502,8 @@ __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRow
       if (r < per_thread) {
         const int aten_g = g + r * int(blockDim.x);
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-        add_strided_groups<kSplitSumBatch>(acc, groups_address + uint32_t(aten_g) * kGroupBytes, aten_g,
-                                           aten_threads, num_groups);
+        add_strided_groups<Staged, kOddRows, kSplitSumBatch>(
+            acc, groups_address + uint32_t(aten_g) * kGroupBytes, aten_g, aten_threads, num_groups);
         totals[r] = warp_butterfly_sum(joined(acc), 32, 0xffffffffu);
       }
     }
@@ -1458,16 +1520,15 @@ __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRow
     total = gathered_tree_sum(lane_totals, int(blockDim.x) / 32, 1, 0);
   }
   const float inv_rms = inverse_rms(total, args.mean_factor, args.eps);
-  // Chunks [kFirst, kEnd): odd rows' weight, then normalized and stored.
+  // Chunks [kFirst, kEnd): odd rows' weight (from L1 mostly) and x (from
+  // shared memory), then normalized and stored.
   auto finish_chunks = [&](auto first_constant, auto end_constant) {
     constexpr int kFirst = decltype(first_constant)::value, kEnd = decltype(end_constant)::value;
     if constexpr (kHasWeight && kOddRows) {
-      // Odd rows load their weight here, from L1 mostly: held from the
-      // start, it took 87 registers a thread (56 aligned) and halved the
-      // blocks per SM (8192x4097 0.55 of copy; v15). A chunk's weight is
-      // the pair of the weight's aligned chunks around its columns, shifted
-      // by the row's `shift`. Addresses are clamped into the weight: a chunk
-      // that is not whole gathers its in-row elements after the switch.
+      // A chunk's weight is the pair of the weight's aligned chunks around
+      // its columns, shifted by the row's `shift`. Addresses are clamped
+      // into the weight: a chunk that is not whole gathers its in-row
+      // elements after the switch.
       const int last_whole = (hidden / kVec - 1) * kVec;  // the weight's last whole 16-byte chunk
       with_constant_shift<kVec>(shift, [&](auto shift_constant) {
         constexpr int kShift = decltype(shift_constant)::value;
@@ -1495,10 +1556,26 @@ __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRow
         w[j] = WeightChunk::of(gathered);
       }
     }
+    // Odd rows' x from shared memory, into fresh registers (assigned in
+    // place, x's chunks past the row would have kept their loaded values
+    // live through the sum: 48 bytes of spills at 40 registers).
+    Chunk reloaded[kChunks];
+    if constexpr (kOddRows) {
+#pragma unroll
+      for (int j = kFirst; j < kEnd; ++j) {
+        if (!has_chunk(j)) continue;
+        const uint4 words = *staged_chunk(j);
+        reloaded[j].words[0] = words.x;
+        reloaded[j].words[1] = words.y;
+        reloaded[j].words[2] = words.z;
+        reloaded[j].words[3] = words.w;
+      }
+    }
 #pragma unroll
     for (int j = kFirst; j < kEnd; ++j) {
       if (!has_chunk(j)) continue;
-      const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(x[j].vec(), inv_rms,
+      const Chunk& xj = kOddRows ? reloaded[j] : x[j];
+      const Vec<O, kVec> y = normalize_vec<T, W, O, kVec, kHasWeight, kFp32Scale>(xj.vec(), inv_rms,
                                                                                 w[j].vec(), add_one);
       if (whole(j)) {
         store_vec<O, kVec>(out_row + column(j), y);
@@ -1515,13 +1592,16 @@ __global__ void __launch_bounds__(kAtenMaxThreads, sizeof(W) == sizeof(T) ? kRow
   };
   using std::integral_constant;
   if constexpr (kOddRows) {
-    // In two steps, each step's weight loaded before its stores (a store
-    // between a load and its use made each chunk wait; the pointers may
-    // alias): every chunk's pair in flight at once took 74 registers and
-    // the SM 6 blocks of 128 threads instead of 8 (8192x4097 0.80 -> 0.77).
-    constexpr int kFirstStep = (kChunks + 1) / 2;
-    finish_chunks(integral_constant<int, 0>{}, integral_constant<int, kFirstStep>{});
-    finish_chunks(integral_constant<int, kFirstStep>{}, integral_constant<int, kChunks>{});
+    // Two chunks a step, each step's weight loaded before its stores (a
+    // store between a load and its use made each chunk wait; the pointers
+    // may alias), so that few chunks' x and weight are live at once: every
+    // chunk's weight pair in flight at once took 74 registers and the SM 6
+    // blocks of 128 threads instead of 8 (8192x4097 0.80 -> 0.77; v16).
+    constexpr int kStep = 2;
+    finish_chunks(integral_constant<int, 0>{}, integral_constant<int, kStep>{});
+    finish_chunks(integral_constant<int, kStep>{}, integral_constant<int, 2 * kStep>{});
+    static_assert(kChunks > 2 * kStep && kChunks <= 3 * kStep, "three steps");
+    finish_chunks(integral_constant<int, 2 * kStep>{}, integral_constant<int, kChunks>{});
   } else {
     finish_chunks(integral_constant<int, 0>{}, integral_constant<int, kChunks>{});
   }
@@ -1787,9 +1867,9 @@ bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   const AtenRowBlockConfig config = pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum, odd_rows);
   if (!config.supported) return false;
   auto launch_with = [&](auto kernel) {
-    allow_dynamic_smem(kernel, config.squares_bytes, device);
+    allow_dynamic_smem(kernel, config.staged_bytes, device);
     launch_kernel_with_smem(kernel, dim3(unsigned(layout.rows)), dim3(config.threads), stream, programmatic,
-                            config.squares_bytes, args, sum.lanes, sum.warps);
+                            config.staged_bytes, args, sum.lanes, sum.warps);
   };
   if (odd_rows) {
     if constexpr (!kFusedAdd) {

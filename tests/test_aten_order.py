@@ -208,7 +208,7 @@ ROW_BLOCK_PROGRAM = shape_program(r"""
     const auto aligned_only = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum);
     const auto r = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
     const bool over = rmsnorm::row_block_over_registers(rows, hidden, bytes, odd, sum, r, 132);
-    std::printf("%d %d %zu %d %d %d %d %d %d\n", int(c.supported), c.threads, c.squares_bytes, sum.lanes,
+    std::printf("%d %d %zu %d %d %d %d %d %d\n", int(c.supported), c.threads, c.staged_bytes, sum.lanes,
                 sum.warps, int(sum.vectorized), int(r.supported), int(over), int(aligned_only.supported));""")
 
 
@@ -219,7 +219,8 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
     only after the sum: 5; the chunks from the one that holds the row's
     first element, which may hold up to 16 bytes less one element of the
     row before), as few warps as that allows, shared memory
-    for those chunks' fp32 squares, the row within 32 KB of them; only
+    for those chunks' fp32 squares (odd rows: the chunks themselves), rows
+    of at most 8192 elements; only
     ATen's vectorized layouts of at most 128 lanes, unsplit or (aligned
     rows) split over warps of 32 lanes, where each thread is one or two of
     ATen's threads, the same number each; odd rows
@@ -237,7 +238,7 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
     out = run_host_program(tmp_path, ROW_BLOCK_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
     taken, preferred = set(), set()
     for (rows, hidden, element_bytes), line in zip(cases, out):
-        supported, threads, squares_bytes, lanes, warps, vectorized, registers, over, aligned_only = (
+        supported, threads, staged_bytes, lanes, warps, vectorized, registers, over, aligned_only = (
             int(v) for v in line.split())
         case = (rows, hidden, element_bytes, line)
         odd = hidden * element_bytes % 16 != 0
@@ -269,7 +270,10 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
             assert threads == fewest, case
         else:
             assert threads == 32 * -(-max(lanes, -(-chunks // per_thread)) // 32), case
-        assert squares_bytes == chunks * per_chunk * 4 >= (hidden + (per_chunk - 1 if odd else 0)) * 4, case
+        # shared memory for the fp32 squares of the row's chunks (odd rows: the chunks as loaded, from
+        # the one that holds the row's first element)
+        assert staged_bytes == chunks * (16 if odd else per_chunk * 4), case
+        assert chunks * per_chunk >= hidden + (per_chunk - 1 if odd else 0), case
         if not registers:
             taken.add((rows, hidden, element_bytes))
     assert {(r, 4096, 2) for r in (4, 7, 8, 16, 83, 128, 264, 512, 527)} <= taken
