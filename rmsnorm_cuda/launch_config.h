@@ -425,7 +425,8 @@ constexpr int row_block_chunks_per_thread(bool odd_rows) {
 // 0.98 -> 0.84; v16 build F). Odd rows wait out the sum with the row in
 // shared memory, not in registers (v20): 40 registers, 12 blocks of 128
 // threads per SM, where holding x through the sum took 64 (8 blocks;
-// 8192x4097 0.84 -> 0.92 of copy). A weight of another type: twice that.
+// 8192x4097 0.84 -> 0.92 of copy). A weight of another type: 128
+// registers for aligned rows, 64 for odd ones (56 used, no spill).
 constexpr int row_block_min_blocks(bool same_types, bool odd_rows) {
   if (odd_rows) return same_types ? 3 : 2;
   return same_types ? 2 : 1;

@@ -1188,14 +1188,13 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_span_kernel(con
   }
 }
 
-// A float4 of shared memory at a shared-window address: one LDS.128.
-// Through a generic pointer, nvcc rebuilt the window's base (S2R
-// SR_CgaCtaId and three more) before each predicated load of the row-block
-// kernel's sum (ncu source counters, v15: ~9 instructions per square).
 // A float4 group of a row staged in shared memory, as loaded (read after
 // the barrier that publishes it): 4 elements of S, 8 bytes for bf16 / fp16,
-// 16 for fp32 (and for the fp32 squares aligned rows stage). Volatile with
-// a memory clobber: the loads stay after the barrier.
+// 16 for fp32 (and for the fp32 squares aligned rows stage), by its 32-bit
+// shared address (through a generic pointer nvcc rebuilt the window's base,
+// S2R SR_CgaCtaId and three more, before each predicated load of the sum:
+// ~9 instructions per square; v15). Volatile with a memory clobber: the
+// loads stay after the barrier.
 template <typename S>
 struct StagedGroup {
   uint32_t words[sizeof(S)];  // 4 elements
@@ -1230,8 +1229,7 @@ __device__ __forceinline__ float staged_element(const StagedGroup<S>& group, int
 // One staged group into ATen's four accumulators, in order. kSquare: the
 // group holds the row's elements, each squared here (to float, times
 // itself, rounded once: the same operation on the same value as where
-// aligned rows form their squares; bf16 and fp16 squares are exact), else
-// it holds the squares.
+// aligned rows form their squares), else it holds the squares.
 template <typename S, bool kSquare>
 __device__ __forceinline__ void add_staged_group(float4& acc, const StagedGroup<S>& group) {
   float f[4];
@@ -1330,7 +1328,7 @@ __device__ __forceinline__ void with_constant_shift(int shift, F&& f) {
 // are loaded and ignored; the first and last chunks are stored element by
 // element (the rows beside own the rest of their bytes). The sum is ATen's
 // for a row whose fp32 squares start `head` elements before a float4
-// group: head element e initializes accumulator 0 of lane shift + e, the
+// group: head element e initializes accumulator 0 of lane squares_shift + e, the
 // tail is added to accumulator 0 of the first lanes last (as
 // rms_norm_aten_span_kernel and the register kernel's kHeadTail).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
