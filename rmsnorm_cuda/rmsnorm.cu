@@ -1328,8 +1328,8 @@ __device__ __forceinline__ void with_constant_shift(int shift, F&& f) {
 // are loaded and ignored; the first and last chunks are stored element by
 // element (the rows beside own the rest of their bytes). The sum is ATen's
 // for a row whose fp32 squares start `head` elements before a float4
-// group: head element e initializes accumulator 0 of lane squares_shift + e, the
-// tail is added to accumulator 0 of the first lanes last (as
+// group: head element e initializes accumulator 0 of lane squares_shift +
+// e, the tail is added to accumulator 0 of the first lanes last (as
 // rms_norm_aten_span_kernel and the register kernel's kHeadTail).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale,
           bool kOddRows>
@@ -1372,7 +1372,6 @@ __global__ void __launch_bounds__(kAtenMaxThreads, row_block_min_blocks(sizeof(W
   // Odd rows: chunk j lies in the row, and the pair of weight chunks its
   // weight is shifted from (from place - kVec when shift > 0) lies in the weight.
   auto whole = [&](int j) { return !kOddRows || (column(j) >= 0 && place(j) + kVec <= hidden); };
-  auto staged_chunk = [&](int j) { return reinterpret_cast<uint4*>(staged + place(j)); };  // odd rows
 
   wait_for_previous_grid();
   // Every chunk's x is loaded before any is used (a use, or a call on one
@@ -1380,24 +1379,22 @@ __global__ void __launch_bounds__(kAtenMaxThreads, row_block_min_blocks(sizeof(W
   // Aligned rows hold x and the weight until they are stored.
   Chunk x[kChunks];
   WeightChunk w[kChunks];
-  {
-    // Odd rows: the last row's last chunk may end past the tensor (a check
-    // on the block's row first: 64-bit sums per chunk cost ~6 instructions).
-    const bool last_row = row + 1 == layout.rows;
-    auto past_end = [&](int j) { return kOddRows && last_row && column(j) + kVec > hidden; };
+  // Odd rows: the last row's last chunk may end past the tensor (a check
+  // on the block's row first: 64-bit sums per chunk cost ~6 instructions).
+  const bool last_row = row + 1 == layout.rows;
+  auto past_end = [&](int j) { return kOddRows && last_row && column(j) + kVec > hidden; };
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+    if (!has_chunk(j)) continue;
+    if (!past_end(j)) x[j] = Chunk::load(x_row + column(j));
+    if constexpr (kHasWeight && !kOddRows) w[j] = WeightChunk::load(args.weight + column(j));
+  }
+  if constexpr (kOddRows) {
 #pragma unroll
     for (int j = 0; j < kChunks; ++j) {
-      if (!has_chunk(j)) continue;
-      if (!past_end(j)) x[j] = Chunk::load(x_row + column(j));
-      if constexpr (kHasWeight && !kOddRows) w[j] = WeightChunk::load(args.weight + column(j));
-    }
-    if constexpr (kOddRows) {
-#pragma unroll
-      for (int j = 0; j < kChunks; ++j) {
-        if (has_chunk(j) && past_end(j)) {
-          x[j] = Chunk::of(load_window_elements<T, kVec>(args.input, dense_start + column(j), dense_start,
-                                                         dense_start + hidden));
-        }
+      if (has_chunk(j) && past_end(j)) {
+        x[j] = Chunk::of(load_window_elements<T, kVec>(args.input, dense_start + column(j), dense_start,
+                                                       dense_start + hidden));
       }
     }
   }
@@ -1423,7 +1420,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads, row_block_min_blocks(sizeof(W
   for (int j = 0; j < kChunks; ++j) {
     if (!has_chunk(j)) continue;
     if constexpr (kOddRows) {
-      *staged_chunk(j) = make_uint4(x[j].words[0], x[j].words[1], x[j].words[2], x[j].words[3]);
+      copy_words<16>(staged + place(j), x[j].words);
     } else {
       float4* const to = reinterpret_cast<float4*>(staged + place(j));
 #pragma unroll
@@ -1561,12 +1558,7 @@ __global__ void __launch_bounds__(kAtenMaxThreads, row_block_min_blocks(sizeof(W
     if constexpr (kOddRows) {
 #pragma unroll
       for (int j = kFirst; j < kEnd; ++j) {
-        if (!has_chunk(j)) continue;
-        const uint4 words = *staged_chunk(j);
-        reloaded[j].words[0] = words.x;
-        reloaded[j].words[1] = words.y;
-        reloaded[j].words[2] = words.z;
-        reloaded[j].words[3] = words.w;
+        if (has_chunk(j)) reloaded[j] = Chunk::load(staged + place(j));
       }
     }
 #pragma unroll
@@ -1687,7 +1679,8 @@ bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& s
                                                           kFusedAdd, args.layout.rows, props->multiProcessorCount,
                                                           props->major == 9);
   if (!config.supported) return false;
-  const bool reload = config.split && !kFusedAdd && (reload_override < 0 ? config.reload : reload_override == 1);
+  // (config.reload only for unfused split rows; the override likewise)
+  const bool reload = reload_override < 0 ? config.reload : reload_override == 1 && config.split && !kFusedAdd;
   bool launched = false;
   auto launch_with = [&](auto split_tag, auto threads_tag, auto per_thread_tag, auto groups_tag) {
     constexpr bool kSplit = decltype(split_tag)::value;
