@@ -267,6 +267,42 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
   return config;
 }
 
+// The short-row kernel (rms_norm_aten_short_rows_kernel): ATen's one-warp
+// rows of one or two float4 groups a lane (hidden 128-256) of bf16/fp16,
+// where the register kernel would hold several rows a thread, two of ATen's
+// lanes a thread (16-byte chunks) and rows of whole chunks (the launcher
+// checks the pointers and strides). Two groups' chunks a thread (two rows
+// of 128, one of 256: 32 bytes, as the register kernel's four rows of one
+// 8-byte group), 256 threads. Measured against the register kernel (H200,
+// bf16, fraction of copy; benchmarks/NOTES.md v21): 65536x128 0.93 ->
+// 0.98 (Nsight: 92 -> 60 warp instructions a row), 131072x128 0.94 ->
+// 1.00, 65536x136 0.79 -> 0.98, 4096x128 0.71 -> 0.95, fp16 65536x128
+// 0.94 -> 0.96 (128 threads); four rows a thread (64 bytes), one (16), four
+// lanes a thread (98 registers at two rows) and blocks of 64 or 128 threads
+// were slower; so was fp32 at any rows a thread (65536x128 0.95 -> 0.91 at
+// two rows, 0.93 at one), which stays with the register kernel.
+constexpr int kShortRowLanes = 2;
+constexpr int kShortRowGroupsPerThread = 2;  // groups a lane x rows a thread
+constexpr int kShortRowThreads = 256;
+struct AtenShortRowConfig {
+  bool supported = false;
+  int groups_per_lane = 1;  // 1 or 2
+  int rows_per_thread = 2;
+  int threads = kShortRowThreads;
+  int64_t rows_per_block() const { return int64_t(threads / (32 / kShortRowLanes)) * rows_per_thread; }
+};
+inline AtenShortRowConfig pick_aten_short_row_config(int64_t hidden, int element_bytes, const AtenSumLayout& sum,
+                                                     const AtenRegisterConfig& registers) {
+  AtenShortRowConfig config;
+  const bool short_rows = element_bytes == 2 && sum.supported && sum.vectorized && sum.threads_per_row() == 32 &&
+                          hidden <= 256 && hidden % (kAtenVec * kShortRowLanes) == 0;
+  if (!short_rows || !registers.supported || registers.rows_per_thread == 1) return config;
+  config.supported = true;
+  config.groups_per_lane = int((hidden + 32 * kAtenVec - 1) / (32 * kAtenVec));
+  config.rows_per_thread = kShortRowGroupsPerThread / config.groups_per_lane;
+  return config;
+}
+
 // ATen's threads of a row folded into fewer, a block per row
 // (rms_norm_aten_folded_kernel): each thread holds several of ATen's
 // threads' float4 groups and runs the first levels of ATen's tree over its

@@ -747,6 +747,140 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
   }
 }
 
+// ATen's short one-warp rows (one or two float4 groups a lane: hidden 128 -
+// 256, e.g. Qwen3's q_norm / k_norm over head_dim 128), kLanes of ATen's
+// lanes side by side in a thread: lane g = kLanes * t + j holds group k at
+// element 4 * g + 128 * k, so a thread's groups k are one chunk of 4 *
+// kLanes elements (16 bytes of bf16 at kLanes = 2) and a row takes 32 /
+// kLanes threads. What the register kernel spends on a row per thread
+// (its index, pointers, predicates, the butterfly, the inverse RMS) is then
+// spent by half or a quarter as many threads (65536x128: Nsight counted ~91
+// warp instructions a row against torch.compile's ~46). The sums are ATen's:
+// each lane's four accumulators over its groups in increasing k, then the
+// lane tree's offsets 16 .. 1, those of kLanes and more between threads (an
+// xor butterfly, one value per ATen lane, rows halved between partners as
+// in warp_tree_sums_of_rows) and the last in registers. Rows of whole
+// chunks at 16-byte boundaries, unfused; block b's rows are b * kRows *
+// slots + r * slots + slot.
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFp32Scale, int kLanes, int kGroups,
+          int kRows>
+__global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_short_rows_kernel(const NormArgs<T, W, O, A> args) {
+  constexpr int kThreadsPerRow = 32 / kLanes;
+  constexpr int kChunk = kAtenVec * kLanes;  // elements of a thread's group k
+  constexpr int kGroupStep = 32 * kAtenVec;  // elements between group k and k + 1 of a lane
+  static_assert(kLanes >= 2 && kLanes <= 4 && (kLanes & (kLanes - 1)) == 0, "2 or 4 lanes a thread");
+  static_assert(kRows <= kThreadsPerRow && (kRows & (kRows - 1)) == 0, "rows halved over the butterfly");
+  using Chunk = PackedVec<T, kChunk>;
+  using WeightChunk = PackedVec<W, kChunk>;
+  const RowLayout& layout = args.layout;
+  const int hidden = int(layout.hidden);
+  const int slots = int(blockDim.x) / kThreadsPerRow;
+  const int slot = int(threadIdx.x) / kThreadsPerRow;
+  const int t = int(threadIdx.x) % kThreadsPerRow;
+  const int col = t * kChunk;
+  const bool add_one = args.order == NormOrder::kGemma;
+  auto has_group = [&](int k) { return col + k * kGroupStep < hidden; };
+
+  int64_t row[kRows];
+  bool active[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    row[r] = (int64_t(blockIdx.x) * kRows + r) * slots + slot;
+    active[r] = row[r] < layout.rows;
+  }
+  wait_for_previous_grid();
+  Chunk x[kRows][kGroups];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const T* x_row = args.input + layout.offset_of(active[r] ? row[r] : 0) + col;
+#pragma unroll
+    for (int k = 0; k < kGroups; ++k) {
+#pragma unroll
+      for (int i = 0; i < Chunk::kWords; ++i) x[r][k].words[i] = 0u;  // +0 adds nothing to a sum of squares
+      if (active[r] && has_group(k)) x[r][k] = Chunk::load(x_row + k * kGroupStep);
+    }
+  }
+  // The weight before the sum: one memory latency per block, not two.
+  WeightChunk w[kGroups];
+  if constexpr (kHasWeight) {
+#pragma unroll
+    for (int k = 0; k < kGroups; ++k) {
+      if (has_group(k)) w[k] = WeightChunk::load(args.weight + col + k * kGroupStep);
+    }
+  }
+
+  // Each ATen lane's total: ((a0 + a1) + a2) + a3 of its four accumulators.
+  float totals[kRows][kLanes];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int j = 0; j < kLanes; ++j) {
+      // ATen's accumulators start at 0; 0 + f * f is f * f bitwise (a square
+      // is +0 or more, or NaN), so they start at group 0's squares.
+      float acc[kAtenVec];
+#pragma unroll
+      for (int k = 0; k < kGroups; ++k) {
+#pragma unroll
+        for (int i = 0; i < kAtenVec; ++i) {
+          const float f = element_as_float(x[r][k], j * kAtenVec + i);
+          acc[i] = k == 0 ? __fmul_rn(f, f) : __fadd_rn(acc[i], __fmul_rn(f, f));
+        }
+      }
+      totals[r][j] = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
+    }
+  }
+  // Lane offsets 16 .. kLanes: thread offsets kThreadsPerRow / 2 .. 1. While
+  // several rows remain, a thread keeps half of them (the upper half where
+  // its offset bit is set) and sends its partner the other half; at the end
+  // thread t holds row t / (kThreadsPerRow / kRows) in totals[0].
+#pragma unroll
+  for (int offset = kThreadsPerRow / 2, held = kRows; offset > 0; offset >>= 1) {
+    if (held > 1) {
+      const bool upper = (t & offset) != 0;
+      held /= 2;
+#pragma unroll
+      for (int i = 0; i < held; ++i) {
+#pragma unroll
+        for (int j = 0; j < kLanes; ++j) {
+          const float kept = upper ? totals[held + i][j] : totals[i][j];
+          const float sent = upper ? totals[i][j] : totals[held + i][j];
+          totals[i][j] = __fadd_rn(kept, __shfl_xor_sync(0xffffffffu, sent, offset));
+        }
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kLanes; ++j) {
+        totals[0][j] = __fadd_rn(totals[0][j], __shfl_xor_sync(0xffffffffu, totals[0][j], offset));
+      }
+    }
+  }
+  // Lane offsets below kLanes, in registers (lane j + offset onto lane j).
+#pragma unroll
+  for (int offset = kLanes / 2; offset > 0; offset >>= 1) {
+#pragma unroll
+    for (int j = 0; j < offset; ++j) totals[0][j] = __fadd_rn(totals[0][j], totals[0][j + offset]);
+  }
+  const float own_inv_rms = inverse_rms(totals[0][0], args.mean_factor, args.eps);
+  const int first_lane_of_slot = (int(threadIdx.x) & 31) - t;
+  float inv_rms[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    inv_rms[r] = __shfl_sync(0xffffffffu, own_inv_rms, first_lane_of_slot + r * (kThreadsPerRow / kRows));
+  }
+  allow_next_grid();
+
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    O* const out_row = args.out + row[r] * layout.hidden + col;
+#pragma unroll
+    for (int k = 0; k < kGroups; ++k) {
+      const Vec<O, kChunk> y = normalize_vec<T, W, O, kChunk, kHasWeight, kFp32Scale>(x[r][k].vec(), inv_rms[r],
+                                                                                           w[k].vec(), add_one);
+      if (active[r] && has_group(k)) store_vec<O, kChunk>(out_row + k * kGroupStep, y);
+    }
+  }
+}
+
 // ATen's threads of a row folded into fewer (AtenFoldedConfig): a block per
 // row; thread t is ATen's threads a = t + blockDim * j (j <
 // kAtenPerThread) of the row and holds their float4 groups (a's group k at
@@ -1729,6 +1863,35 @@ bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& s
   return launched;
 }
 
+// The short-row kernel where AtenShortRowConfig takes the shape (rows of
+// whole 16-byte chunks, unfused); false otherwise. RMSNORM_SHORT_ROWS=0:
+// the register kernel instead (A/B runs in one build).
+template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFp32Scale>
+bool launch_aten_short_rows(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum,
+                            const AtenRegisterConfig& registers, cudaStream_t stream, bool programmatic) {
+  static const bool disabled = [] {
+    const char* env = std::getenv("RMSNORM_SHORT_ROWS");
+    return env != nullptr && env[0] == '0';
+  }();
+  const RowLayout& layout = args.layout;
+  const AtenShortRowConfig config = pick_aten_short_row_config(layout.hidden, int(sizeof(T)), sum, registers);
+  if (disabled || !config.supported) return false;
+  if constexpr (sizeof(T) == 2) {
+    const int64_t rows_per_block = config.rows_per_block();
+    const dim3 grid(unsigned((layout.rows + rows_per_block - 1) / rows_per_block));
+    constexpr int kLanes = kShortRowLanes, kAll = kShortRowGroupsPerThread;
+    if (config.groups_per_lane == 1) {
+      launch_kernel(rms_norm_aten_short_rows_kernel<T, W, O, A, kHasWeight, kFp32Scale, kLanes, 1, kAll>, grid,
+                    dim3(config.threads), stream, programmatic, args);
+    } else {
+      launch_kernel(rms_norm_aten_short_rows_kernel<T, W, O, A, kHasWeight, kFp32Scale, kLanes, 2, kAll / 2>, grid,
+                    dim3(config.threads), stream, programmatic, args);
+    }
+    return true;
+  }
+  return false;
+}
+
 // The register kernel where AtenRegisterConfig takes the shape; false
 // otherwise (the span kernel or the general one then runs). Rows of whole
 // groups (any row strides that keep them so), or dense rows that are not
@@ -1767,6 +1930,12 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   if (head_tail || kFusedAdd) config.rows_per_thread = 1;  // (instantiated for one row per thread only)
   bool launched = false;
   const bool one_warp_rows = sum.threads_per_row() == 32;
+  if constexpr (!kFusedAdd) {
+    if (rows_aligned &&
+        launch_aten_short_rows<T, W, O, A, kHasWeight, kFp32Scale>(args, sum, config, stream, programmatic)) {
+      return true;
+    }
+  }
   // RMSNORM_REG_PREFETCH=0 / 1: the L2 prefetch off / on whatever the
   // table says, for A/B runs in one build.
   static const int prefetch_override = [] {

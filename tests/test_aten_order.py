@@ -202,6 +202,43 @@ def test_register_config_holds_each_thread_groups(tmp_path):
     assert {(h, 2) for h in (128, 130, 256, 768, 896, 2048, 3584, 4096, 4097, 5120, 6144, 8192)} <= covered
 
 
+SHORT_ROW_PROGRAM = shape_program(r"""
+    const auto r = rmsnorm::pick_aten_register_config(rows, hidden, bytes, sum, 132);
+    const auto c = rmsnorm::pick_aten_short_row_config(hidden, bytes, sum, r);
+    std::printf("%d %d %d %d %lld %d %d\n", int(c.supported), c.groups_per_lane, c.rows_per_thread, c.threads,
+                (long long)c.rows_per_block(), int(r.supported), r.rows_per_thread);""")
+
+
+def test_short_row_config_takes_many_short_one_warp_rows(tmp_path):
+    """pick_aten_short_row_config (rms_norm_aten_short_rows_kernel): ATen's
+    one-warp rows of 128-256 bf16/fp16 elements in 8-element chunks (two
+    ATen lanes a thread), only where the register kernel would hold several
+    rows a thread (fp32 stays there); the groups a lane that ATen's layout
+    gives, two groups' chunks a thread, whole warps, each a whole number of
+    rows."""
+    cases = [(r, h, b) for r in (1, 16, 83, 264, 527, 528, 2048, 65536, 131072)
+             for h in (96, 120, 127, 128, 130, 136, 200, 248, 256, 264, 512, 4096) for b in (2, 4)]
+    out = run_host_program(tmp_path, SHORT_ROW_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
+    taken = set()
+    for (rows, hidden, element_bytes), line in zip(cases, out):
+        supported, groups, rows_per_thread, threads, rows_per_block, reg_supported, reg_rows = (
+            int(v) for v in line.split())
+        case = (rows, hidden, element_bytes, line)
+        lane_groups = -(-hidden // 128)  # ATen's 32 lanes of float4 groups
+        wanted = (element_bytes == 2 and 128 <= hidden <= 256 and hidden % 8 == 0 and rows >= 16 and reg_supported
+                  and reg_rows > 1)
+        assert bool(supported) == wanted, case
+        if not supported:
+            continue
+        taken.add((rows, hidden))
+        assert groups == lane_groups and groups * rows_per_thread == 2, case
+        assert threads % 32 == 0 and threads <= 512, case
+        assert rows_per_block == threads // 16 * rows_per_thread, case
+    # many rows of head_dim 128 and 256 (and 136, 200: a second group on some lanes)
+    assert {(65536, 128), (131072, 128), (2048, 256), (65536, 136), (65536, 200)} <= taken
+    assert (527, 128) not in taken and (528, 128) in taken  # four rows per SM of 132 for one group a lane
+
+
 ROW_BLOCK_PROGRAM = shape_program(r"""
     const bool odd = hidden * bytes % 16 != 0;  // dense odd rows (the launcher checks the pointers)
     const auto c = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum, odd);

@@ -187,6 +187,26 @@ def test_matches_olmo_and_gemma_orders(kernel, device, cls, dtype, fp32_weight, 
     check_against_hf(kernel, module, x, forward=layer.forward)
 
 
+# Many short rows (ATen's one-warp rows of one or two float4 groups a lane):
+# on CUDA the short-row kernel for bf16/fp16, two of ATen's lanes a thread
+# (136: the row's second group is the first thread's alone), the register
+# kernel for fp32, in each order family. Smaller on the CPU, the same count.
+SHORT_ROWS = {"cpu": [(40, 128), (30, 256), (20, 136)], "cuda": [(4099, 128), (2100, 256), (1000, 136)]}
+
+
+@pytest.mark.parametrize("cls", [LlamaRMSNorm, Olmo2RMSNorm, Gemma3RMSNorm], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("fp32_weight", [False, True], ids=["w=x.dtype", "w=fp32"])
+@pytest.mark.parametrize("case", range(len(SHORT_ROWS["cuda"])))
+def test_many_short_rows_in_each_order(kernel, device, cls, dtype, fp32_weight, case):
+    rows, hidden = SHORT_ROWS[device][case]
+    torch.manual_seed(rows + hidden)
+    module = make_hf_module(cls, hidden, torch.float32 if fp32_weight else dtype, device, eps=1e-6)
+    layer = kernel.layers.GemmaRMSNorm if cls in GEMMA_ORDER_MODULES else kernel.layers.RMSNorm
+    x = (torch.randn(rows, hidden, device=device) * 2).to(dtype)
+    check_against_hf(kernel, module, x, forward=layer.forward)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("hidden", WIDE_HIDDEN)
 def test_wide_rows(kernel, device, dtype, hidden):
@@ -208,6 +228,25 @@ def test_qwen3_qk_norm_on_strided_view(kernel, device):
     module = make_hf_module(Qwen3RMSNorm, head_dim, torch.bfloat16, device, eps=1e-6)
     for view in (q, k, q.transpose(1, 2)):
         check_against_hf(kernel, module, view)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("head_dim", [128, 256])
+def test_qk_norm_on_strided_views_of_many_tokens(kernel, device, dtype, head_dim):
+    """The same views with tokens enough for the short-row kernel on CUDA
+    (2048 rows of head_dim, read through two and three row dimensions)."""
+    torch.manual_seed(head_dim)
+    batch, seq, heads = (2, 64, 8) if device == "cuda" else (2, 6, 2)
+    qkv = (torch.randn(batch, seq, 3 * heads * head_dim, device=device) * 2).to(dtype)
+    q = qkv[..., : heads * head_dim].view(batch, seq, heads, head_dim)
+    k = qkv[..., heads * head_dim : 2 * heads * head_dim].view(batch, seq, heads, head_dim)
+    module = make_hf_module(Qwen3RMSNorm, head_dim, dtype, device, eps=1e-6)
+    for view in (q, k, q.transpose(1, 2)):
+        assert not view.is_contiguous()
+        with torch.no_grad():
+            expected = module(view)
+            got = kernel.rms_norm(view, module.weight, module.variance_epsilon)
+        check_view_against_hf(got, expected, view)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -266,8 +305,9 @@ def test_each_row_count_takes_its_kernel(kernel):
     layouts, fp32 rows too long for registers, and rows of 16 float4 groups
     per ATen thread or more (aligned fp32 rows: 6) at any row count the
     row-block kernel; shorter rows (and 2-3 or 8 rows of 8192, which ATen
-    splits over 64-256 lanes) the register kernel (so the numerics tests
-    above reach each)."""
+    splits over 64-256 lanes) the register kernel, but many rows of one or
+    two float4 groups per ATen lane in whole 16-byte chunks the short-row
+    kernel for bf16/fp16 (so the numerics tests above reach each)."""
     if os.environ.get("RMSNORM_SUM_ORDER", "aten") != "aten" or any(
             os.environ.get(name) is not None for name in ("RMSNORM_ROW_BLOCK", "RMSNORM_FOLDED")):
         pytest.skip("the default launch table only")
@@ -281,7 +321,9 @@ def test_each_row_count_takes_its_kernel(kernel):
                 (8192, 3584, torch.bfloat16): "aten_row_block", (8192, 4097, torch.bfloat16): "aten_row_block",
                 (2048, 4096, torch.bfloat16): "aten_row_block", (8192, 2048, torch.bfloat16): "aten_row_block",
                 (8192, 1024, torch.bfloat16): "aten_registers", (8192, 896, torch.float32): "aten_row_block",
-                (8192, 512, torch.float32): "aten_registers", (65536, 128, torch.bfloat16): "aten_registers",
+                (8192, 512, torch.float32): "aten_registers", (65536, 128, torch.bfloat16): "aten_short_rows",
+                (65536, 128, torch.float32): "aten_registers", (4099, 256, torch.float16): "aten_short_rows",
+                (65536, 132, torch.bfloat16): "aten_registers", (300, 128, torch.bfloat16): "aten_registers",
                 (8192, 5121, torch.bfloat16): "aten_row_block", (128, 4097, torch.bfloat16): "aten_row_block",
                 (8192, 4097, torch.float16): "aten_row_block", (8192, 2049, torch.float32): "aten_row_block",
                 (8192, 2049, torch.float16): "aten_row_block", (8192, 2049, torch.bfloat16): "aten_row_block",
