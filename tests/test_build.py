@@ -256,6 +256,30 @@ def test_row_block_kernel_fits_its_register_cap_without_spills(variant):
 
 
 @pytest.mark.parametrize("variant", CUDA_VARIANTS, ids=lambda p: p.name)
+def test_short_row_kernel_holds_its_rows_without_spills(variant):
+    """rms_norm_aten_short_rows_kernel (v21) holds a thread's two 16-byte
+    chunks and their weight in registers: no instance in local memory on
+    any architecture the variant was built for, all of them 16-bit inputs
+    (fp32 rows stay with the register kernel), at most 64 registers (four
+    256-thread blocks per SM) and the bf16 Llama-order instances with a bf16
+    weight at most 40 (six; 32-40 measured)."""
+    entries = kernel_resource_usage(variant, "rms_norm_aten_short_rows_kernel")
+    assert entries, "no short-row kernel in the cuobjdump report"
+    llama_bf16 = 0
+    for name, args, registers, stack, local, arch in entries:
+        assert int(stack) == 0 and int(local) == 0, (name, arch, stack, local)
+        assert args.startswith(("N3c108BFloat16E", "N3c104HalfE")), args
+        assert int(registers) <= 64, (name, arch, registers)
+        # template arguments end ...Lb<weight>ELb<fp32 scale>ELi<lanes>ELi<groups>ELi<rows>E
+        flags = re.search(r"Lb(\d)ELb(\d)ELi(\d+)ELi(\d+)ELi(\d+)E$", args)
+        assert flags and flags[3] == "2" and int(flags[4]) * int(flags[5]) == 2, args
+        if args.startswith("N3c108BFloat16ES2_S2_S2_") and flags[1] == "1" and flags[2] == "0":
+            llama_bf16 += 1
+            assert int(registers) <= 40, (name, arch, registers)
+    assert llama_bf16 > 0, len(entries)
+
+
+@pytest.mark.parametrize("variant", CUDA_VARIANTS, ids=lambda p: p.name)
 def test_folded_kernel_holds_its_rows_without_spills(variant):
     """rms_norm_aten_folded_kernel holds every group of its ATen threads (x
     and the weight; the fused op's addend too) in registers: no instance may
