@@ -276,8 +276,8 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
 // 8-byte group), 256 threads. Measured against the register kernel (H200,
 // bf16, fraction of copy; benchmarks/NOTES.md v21): 65536x128 0.93 ->
 // 0.98 (Nsight: 92 -> 60 warp instructions a row), 131072x128 0.94 ->
-// 1.00, 65536x136 0.79 -> 0.98, 4096x128 0.71 -> 0.95, fp16 65536x128
-// 0.94 -> 0.96 (128 threads); four rows a thread (64 bytes), one (16), four
+// 1.00, 65536x136 0.79 -> 0.97, 4096x128 0.71 -> 0.95, fp16 65536x128
+// 0.97 -> 1.00; four rows a thread (64 bytes), one (16), four
 // lanes a thread (98 registers at two rows) and blocks of 64 or 128 threads
 // were slower; so was fp32 at any rows a thread (65536x128 0.95 -> 0.91 at
 // two rows, 0.93 at one), which stays with the register kernel.

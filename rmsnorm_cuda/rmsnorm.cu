@@ -754,8 +754,9 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
 // kLanes elements (16 bytes of bf16 at kLanes = 2) and a row takes 32 /
 // kLanes threads. What the register kernel spends on a row per thread
 // (its index, pointers, predicates, the butterfly, the inverse RMS) is then
-// spent by half or a quarter as many threads (65536x128: Nsight counted ~91
-// warp instructions a row against torch.compile's ~46). The sums are ATen's:
+// spent by half or a quarter as many threads (65536x128, Nsight: ~92 warp
+// instructions a row in the register kernel, ~60 here at two lanes,
+// torch.compile's ~43). The sums are ATen's:
 // each lane's four accumulators over its groups in increasing k, then the
 // lane tree's offsets 16 .. 1, those of kLanes and more between threads (an
 // xor butterfly, one value per ATen lane, rows halved between partners as
