@@ -270,7 +270,7 @@ inline AtenRegisterConfig pick_aten_register_config(int64_t rows, int64_t hidden
 // The short-row kernel (rms_norm_aten_short_rows_kernel): ATen's one-warp
 // rows of one or two float4 groups a lane (hidden 128-256) of bf16/fp16,
 // where the register kernel would hold several rows a thread, two of ATen's
-// lanes a thread (16-byte chunks) and rows of whole chunks (the launcher
+// lanes a thread (16-byte chunks) and rows of whole chunks (launch_aten_short_rows
 // checks the pointers and strides). Two groups' chunks a thread (two rows
 // of 128, one of 256: 32 bytes, as the register kernel's four rows of one
 // 8-byte group), 256 threads. Measured against the register kernel (H200,

@@ -1864,19 +1864,21 @@ bool launch_aten_folded(const NormArgs<T, W, O, A>& args, const AtenSumLayout& s
   return launched;
 }
 
-// The short-row kernel where AtenShortRowConfig takes the shape (rows of
-// whole 16-byte chunks, unfused); false otherwise. RMSNORM_SHORT_ROWS=0:
+// The short-row kernel where AtenShortRowConfig takes the shape and every
+// row is whole 16-byte chunks at 16-byte boundaries (`rows_aligned`:
+// rows_on, pointers and strides); false otherwise. RMSNORM_SHORT_ROWS=0:
 // the register kernel instead (A/B runs in one build).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFp32Scale>
 bool launch_aten_short_rows(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum,
-                            const AtenRegisterConfig& registers, cudaStream_t stream, bool programmatic) {
+                            const AtenRegisterConfig& registers, bool rows_aligned, cudaStream_t stream,
+                            bool programmatic) {
   static const bool disabled = [] {
     const char* env = std::getenv("RMSNORM_SHORT_ROWS");
     return env != nullptr && env[0] == '0';
   }();
   const RowLayout& layout = args.layout;
   const AtenShortRowConfig config = pick_aten_short_row_config(layout.hidden, int(sizeof(T)), sum, registers);
-  if (disabled || !config.supported) return false;
+  if (disabled || !config.supported || !rows_aligned) return false;
   if constexpr (sizeof(T) == 2) {
     const int64_t rows_per_block = config.rows_per_block();
     const dim3 grid(unsigned((layout.rows + rows_per_block - 1) / rows_per_block));
@@ -1893,7 +1895,8 @@ bool launch_aten_short_rows(const NormArgs<T, W, O, A>& args, const AtenSumLayou
   return false;
 }
 
-// The register kernel where AtenRegisterConfig takes the shape; false
+// The register kernel where AtenRegisterConfig takes the shape (or, for
+// the shapes AtenShortRowConfig takes from it, the short-row kernel); false
 // otherwise (the span kernel or the general one then runs). Rows of whole
 // groups (any row strides that keep them so), or dense rows that are not
 // (hidden not a multiple of 4: kHeadTail; not fused, an odd-sized residual
@@ -1902,7 +1905,7 @@ template <typename T, typename W, typename O, typename A, bool kHasWeight, bool 
 bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool whole_groups,
                            bool rows_aligned, bool odd_rows, const cudaDeviceProp* props, cudaStream_t stream,
                            bool programmatic) {
-  // RMSNORM_ATEN_REGISTERS=0: the span kernel instead, for A/B runs in one build.
+  // RMSNORM_ATEN_REGISTERS=0: the span kernel instead (of the short-row kernel too), for A/B runs in one build.
   static const bool disabled = [] {
     const char* env = std::getenv("RMSNORM_ATEN_REGISTERS");
     return env != nullptr && env[0] == '0';
@@ -1932,8 +1935,8 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   bool launched = false;
   const bool one_warp_rows = sum.threads_per_row() == 32;
   if constexpr (!kFusedAdd) {
-    if (rows_aligned &&
-        launch_aten_short_rows<T, W, O, A, kHasWeight, kFp32Scale>(args, sum, config, stream, programmatic)) {
+    if (launch_aten_short_rows<T, W, O, A, kHasWeight, kFp32Scale>(args, sum, config, rows_aligned, stream,
+                                                                  programmatic)) {
       return true;
     }
   }

@@ -33,9 +33,10 @@ SHAPES = [
     (300, 4096), (1000, 1024), (600, 2048),
     # the forward's register kernel: odd rows (the weight read as shifted
     # aligned groups) and several short rows per thread (one butterfly); the
-    # short-row kernel (aligned views of the last three; 136: the second
-    # group the first thread's alone)
-    (600, 1025), (600, 128), (300, 256), (1000, 136),
+    # short-row kernel (the aligned and strided-rows views of the last three;
+    # 136: the second group the first thread's alone; the 4-D head views of
+    # 300 x 128 / 136, 600 rows of two row dimensions)
+    (600, 1025), (600, 128), (300, 256), (1000, 136), (300, 128), (300, 136),
     # the row-block kernel (9, 33 and 300 rows above take it too): 64 and
     # 32 lanes, 400 rows of uneven groups per lane, fp32 rows past registers;
     # odd rows (chunks shared with the rows beside; 333 x 4097 ends off a

@@ -216,7 +216,7 @@ def test_short_row_config_takes_many_short_one_warp_rows(tmp_path):
     rows a thread (fp32 stays there); the groups a lane that ATen's layout
     gives, two groups' chunks a thread, whole warps, each a whole number of
     rows."""
-    cases = [(r, h, b) for r in (1, 16, 83, 264, 527, 528, 2048, 65536, 131072)
+    cases = [(r, h, b) for r in (1, 16, 83, 263, 264, 527, 528, 2048, 65536, 131072)
              for h in (96, 120, 127, 128, 130, 136, 200, 248, 256, 264, 512, 4096) for b in (2, 4)]
     out = run_host_program(tmp_path, SHORT_ROW_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
     taken = set()
@@ -225,8 +225,10 @@ def test_short_row_config_takes_many_short_one_warp_rows(tmp_path):
             int(v) for v in line.split())
         case = (rows, hidden, element_bytes, line)
         lane_groups = -(-hidden // 128)  # ATen's 32 lanes of float4 groups
-        wanted = (element_bytes == 2 and 128 <= hidden <= 256 and hidden % 8 == 0 and rows >= 16 and reg_supported
-                  and reg_rows > 1)
+        # the register kernel's several rows a thread: four groups in all, so 4 / groups rows per SM of 132
+        wanted = (element_bytes == 2 and 128 <= hidden <= 256 and hidden % 8 == 0
+                  and rows >= 4 // lane_groups * 132)
+        assert not supported or (reg_supported and reg_rows > 1), case
         assert bool(supported) == wanted, case
         if not supported:
             continue
@@ -237,6 +239,7 @@ def test_short_row_config_takes_many_short_one_warp_rows(tmp_path):
     # many rows of head_dim 128 and 256 (and 136, 200: a second group on some lanes)
     assert {(65536, 128), (131072, 128), (2048, 256), (65536, 136), (65536, 200)} <= taken
     assert (527, 128) not in taken and (528, 128) in taken  # four rows per SM of 132 for one group a lane
+    assert (263, 136) not in taken and (264, 136) in taken  # two for two groups
 
 
 ROW_BLOCK_PROGRAM = shape_program(r"""

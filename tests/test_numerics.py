@@ -234,7 +234,7 @@ def test_qwen3_qk_norm_on_strided_view(kernel, device):
 @pytest.mark.parametrize("head_dim", [128, 256])
 def test_qk_norm_on_strided_views_of_many_tokens(kernel, device, dtype, head_dim):
     """The same views with tokens enough for the short-row kernel on CUDA
-    (2048 rows of head_dim, read through two and three row dimensions)."""
+    (1024 rows of head_dim, read through two and three row dimensions)."""
     torch.manual_seed(head_dim)
     batch, seq, heads = (2, 64, 8) if device == "cuda" else (2, 6, 2)
     qkv = (torch.randn(batch, seq, 3 * heads * head_dim, device=device) * 2).to(dtype)
