@@ -334,32 +334,52 @@ __device__ __forceinline__ float aten_tree_sum(float total, const AtenSumLayout&
   return total;
 }
 
-// aten_tree_sum of kRows one-warp rows at once (ATen's lanes = 32): the same
-// butterfly levels (offsets 16 .. 1), but while several rows remain a lane
-// keeps half of them and sends its partner the other half, so each level
-// moves one value per lane where the row-by-row sum moves kRows (65536x128:
-// 6 shuffles for four rows instead of 20). Every partial sum is the one the
-// row-by-row butterfly forms (a + b == b + a bitwise). On return totals[0]
-// is the total of row lane / (32 / kRows), valid in every lane.
-template <int kRows>
-__device__ __forceinline__ void warp_tree_sums_of_rows(float (&totals)[kRows]) {
-  static_assert(kRows >= 1 && kRows <= 32 && (kRows & (kRows - 1)) == 0, "a power of two of rows");
-  const int lane = int(threadIdx.x) & 31;
+// ATen's lane-tree levels between the kWidth threads of a row (t: a
+// thread's index among them; offsets kWidth / 2 .. 1, an xor butterfly),
+// for kRows rows at once, a thread holding kValues values a row (its
+// adjacent ATen lanes, whose own levels the caller runs in registers).
+// While several rows remain a thread keeps half of them (the upper half
+// where its offset bit is set) and sends its partner the other half, so
+// each level moves kValues values a thread where row by row it would move
+// kRows times as many (65536x128: 6 shuffles for four rows instead of 20).
+// Every partial sum is the one the row-by-row butterfly forms (a + b == b +
+// a bitwise). On return totals[0] is row t / (kWidth / kRows)'s.
+template <int kWidth, int kRows, int kValues>
+__device__ __forceinline__ void butterfly_sums_of_rows(float (&totals)[kRows][kValues], int t) {
+  static_assert(kRows >= 1 && kRows <= kWidth && (kRows & (kRows - 1)) == 0, "a power of two of rows");
 #pragma unroll
-  for (int offset = 16, held = kRows; offset > 0; offset >>= 1) {
+  for (int offset = kWidth / 2, held = kRows; offset > 0; offset >>= 1) {
     if (held > 1) {
-      const bool upper = (lane & offset) != 0;  // keeps the upper half of the rows it holds
+      const bool upper = (t & offset) != 0;
       held /= 2;
 #pragma unroll
       for (int i = 0; i < held; ++i) {
-        const float kept = upper ? totals[held + i] : totals[i];
-        const float sent = upper ? totals[i] : totals[held + i];
-        totals[i] = __fadd_rn(kept, __shfl_xor_sync(0xffffffffu, sent, offset));
+#pragma unroll
+        for (int v = 0; v < kValues; ++v) {
+          const float kept = upper ? totals[held + i][v] : totals[i][v];
+          const float sent = upper ? totals[i][v] : totals[held + i][v];
+          totals[i][v] = __fadd_rn(kept, __shfl_xor_sync(0xffffffffu, sent, offset));
+        }
       }
     } else {
-      totals[0] = __fadd_rn(totals[0], __shfl_xor_sync(0xffffffffu, totals[0], offset));
+#pragma unroll
+      for (int v = 0; v < kValues; ++v) {
+        totals[0][v] = __fadd_rn(totals[0][v], __shfl_xor_sync(0xffffffffu, totals[0][v], offset));
+      }
     }
   }
+}
+
+// aten_tree_sum of kRows one-warp rows at once (ATen's lanes = 32, a lane a
+// thread): on return totals[0] is the total of row lane / (32 / kRows),
+// valid in every lane.
+template <int kRows>
+__device__ __forceinline__ void warp_tree_sums_of_rows(float (&totals)[kRows]) {
+  float values[kRows][1];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) values[r][0] = totals[r];
+  butterfly_sums_of_rows<32>(values, int(threadIdx.x) & 31);
+  totals[0] = values[0][0];
 }
 
 // The non-vectorized layout (hidden < 128): element j to thread j mod
@@ -758,11 +778,10 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_registers_kerne
 // instructions a row in the register kernel, ~60 here at two lanes,
 // torch.compile's ~43). The sums are ATen's:
 // each lane's four accumulators over its groups in increasing k, then the
-// lane tree's offsets 16 .. 1, those of kLanes and more between threads (an
-// xor butterfly, one value per ATen lane, rows halved between partners as
-// in warp_tree_sums_of_rows) and the last in registers. Rows of whole
-// chunks at 16-byte boundaries, unfused; block b's rows are b * kRows *
-// slots + r * slots + slot.
+// lane tree's offsets 16 .. 1, those of kLanes and more between threads
+// (butterfly_sums_of_rows, one value per ATen lane) and the last in
+// registers. Rows of whole chunks at 16-byte boundaries, unfused; block b's
+// rows are b * kRows * slots + r * slots + slot.
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFp32Scale, int kLanes, int kGroups,
           int kRows>
 __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_short_rows_kernel(const NormArgs<T, W, O, A> args) {
@@ -770,7 +789,6 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_short_rows_kern
   constexpr int kChunk = kAtenVec * kLanes;  // elements of a thread's group k
   constexpr int kGroupStep = 32 * kAtenVec;  // elements between group k and k + 1 of a lane
   static_assert(kLanes >= 2 && kLanes <= 4 && (kLanes & (kLanes - 1)) == 0, "2 or 4 lanes a thread");
-  static_assert(kRows <= kThreadsPerRow && (kRows & (kRows - 1)) == 0, "rows halved over the butterfly");
   using Chunk = PackedVec<T, kChunk>;
   using WeightChunk = PackedVec<W, kChunk>;
   const RowLayout& layout = args.layout;
@@ -830,31 +848,9 @@ __global__ void __launch_bounds__(kAtenMaxThreads) rms_norm_aten_short_rows_kern
       totals[r][j] = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
     }
   }
-  // Lane offsets 16 .. kLanes: thread offsets kThreadsPerRow / 2 .. 1. While
-  // several rows remain, a thread keeps half of them (the upper half where
-  // its offset bit is set) and sends its partner the other half; at the end
-  // thread t holds row t / (kThreadsPerRow / kRows) in totals[0].
-#pragma unroll
-  for (int offset = kThreadsPerRow / 2, held = kRows; offset > 0; offset >>= 1) {
-    if (held > 1) {
-      const bool upper = (t & offset) != 0;
-      held /= 2;
-#pragma unroll
-      for (int i = 0; i < held; ++i) {
-#pragma unroll
-        for (int j = 0; j < kLanes; ++j) {
-          const float kept = upper ? totals[held + i][j] : totals[i][j];
-          const float sent = upper ? totals[i][j] : totals[held + i][j];
-          totals[i][j] = __fadd_rn(kept, __shfl_xor_sync(0xffffffffu, sent, offset));
-        }
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < kLanes; ++j) {
-        totals[0][j] = __fadd_rn(totals[0][j], __shfl_xor_sync(0xffffffffu, totals[0][j], offset));
-      }
-    }
-  }
+  // Lane offsets 16 .. kLanes: thread offsets kThreadsPerRow / 2 .. 1;
+  // thread t ends with row t / (kThreadsPerRow / kRows)'s lanes.
+  butterfly_sums_of_rows<kThreadsPerRow>(totals, t);
   // Lane offsets below kLanes, in registers (lane j + offset onto lane j).
 #pragma unroll
   for (int offset = kLanes / 2; offset > 0; offset >>= 1) {

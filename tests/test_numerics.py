@@ -216,17 +216,24 @@ def test_wide_rows(kernel, device, dtype, hidden):
     check_against_hf(kernel, module, x)
 
 
+def qk_views(batch, seq, heads, head_dim, dtype, device, scale=1.0):
+    """q and k of a fused qkv projection as (B, S, heads, head_dim) views,
+    whose rows are not evenly spaced, and q transposed to (B, heads, S,
+    head_dim): what q_norm / k_norm normalize."""
+    qkv = (torch.randn(batch, seq, 3 * heads * head_dim, device=device) * scale).to(dtype)
+    q = qkv[..., : heads * head_dim].view(batch, seq, heads, head_dim)
+    k = qkv[..., heads * head_dim : 2 * heads * head_dim].view(batch, seq, heads, head_dim)
+    return q, k, q.transpose(1, 2)
+
+
 def test_qwen3_qk_norm_on_strided_view(kernel, device):
     """q_norm/k_norm normalize head_dim on (B, S, heads, head_dim) views whose
     rows are not evenly spaced (here: slices of a fused qkv projection)."""
     torch.manual_seed(5)
-    batch, seq, heads, head_dim = 2, 5, 4, 128
-    qkv = torch.randn(batch, seq, 3 * heads * head_dim, device=device).to(torch.bfloat16)
-    q = qkv[..., : heads * head_dim].view(batch, seq, heads, head_dim)
-    k = qkv[..., heads * head_dim : 2 * heads * head_dim].view(batch, seq, heads, head_dim)
-    assert not q.is_contiguous()
-    module = make_hf_module(Qwen3RMSNorm, head_dim, torch.bfloat16, device, eps=1e-6)
-    for view in (q, k, q.transpose(1, 2)):
+    views = qk_views(2, 5, 4, 128, torch.bfloat16, device)
+    assert not views[0].is_contiguous()
+    module = make_hf_module(Qwen3RMSNorm, 128, torch.bfloat16, device, eps=1e-6)
+    for view in views:
         check_against_hf(kernel, module, view)
 
 
@@ -237,11 +244,9 @@ def test_qk_norm_on_strided_views_of_many_tokens(kernel, device, dtype, head_dim
     (1024 rows of head_dim, read through two and three row dimensions)."""
     torch.manual_seed(head_dim)
     batch, seq, heads = (2, 64, 8) if device == "cuda" else (2, 6, 2)
-    qkv = (torch.randn(batch, seq, 3 * heads * head_dim, device=device) * 2).to(dtype)
-    q = qkv[..., : heads * head_dim].view(batch, seq, heads, head_dim)
-    k = qkv[..., heads * head_dim : 2 * heads * head_dim].view(batch, seq, heads, head_dim)
+    views = qk_views(batch, seq, heads, head_dim, dtype, device, scale=2.0)
     module = make_hf_module(Qwen3RMSNorm, head_dim, dtype, device, eps=1e-6)
-    for view in (q, k, q.transpose(1, 2)):
+    for view in views:
         assert not view.is_contiguous()
         with torch.no_grad():
             expected = module(view)
