@@ -4,15 +4,18 @@ At 1x4096 the kernel runs for ~2 us and a call launched from Python costs
 several times that, so the eager figure is the host path: Python, the
 dispatcher, the allocator, the launch. This times, in one process and with
 the same loop as bench_rmsnorm's `us_eager` (no_grad, rotating inputs, one
-sync per sample), a ladder of calls from the bare launch upwards:
+sync per sample), a ladder of calls from the bare launch upwards, the whole
+ladder `--rounds` times so that a drifting host shows as spread:
 
   sleep0          torch.cuda._sleep(0): pybind straight to one kernel launch
   empty_like      the caching allocator alone, no launch
   neg             a native op: generated binding, dispatcher, allocation, launch
   copy            empty_like + copy_ (the benchmark's copy ceiling)
   F.rms_norm      torch's own fused kernel
-  op_autograd     our op through the Autograd key (grad mode off)
-  op_below        our op below Autograd (what our API does under no_grad)
+  op_autograd     our op through its Python Autograd kernel (grad mode off)
+  op_below        our op below Autograd through a guard entered from Python
+                  (what our API did under no_grad up to v21)
+  op_no_grad      the op's grad-free twin (what our API does under no_grad)
   api             rmsnorm.rms_norm(x, w, eps): the public function
   layer           a kernelized LlamaRMSNorm module call (what a model runs)
 
@@ -55,6 +58,9 @@ def ladder(kernel, hidden, dtype, device):
 
         calls["op_autograd"] = lambda x: op(x, weight, 1e-6, 0)
         calls["op_below"] = op_below
+        if hasattr(ops, "rms_norm_no_grad"):
+            twin = ops.rms_norm_no_grad.default
+            calls["op_no_grad"] = lambda x: twin(x, weight, 1e-6, 0)
     calls["api"] = lambda x: kernel.rms_norm(x, weight, 1e-6)
     if hasattr(kernel, "layers"):
         from transformers.models.llama.modeling_llama import LlamaRMSNorm
@@ -67,16 +73,31 @@ def ladder(kernel, hidden, dtype, device):
     return calls
 
 
-def run_ladder(kernel, shapes, settings, device):
+def run_ladder(kernel, shapes, settings, device, rounds):
     rows_out = []
     for rows, hidden in shapes:
         inputs = base.make_inputs(rows, hidden, torch.bfloat16, device, 64 * 2**20)
-        for name, call in ladder(kernel, hidden, torch.bfloat16, device).items():
-            with torch.no_grad():
-                us = base.time_eager_us(call, inputs, device, settings)
-            rows_out.append({"impl": name, "shape": f"{rows}x{hidden}", "dtype": "bf16", "us_eager": us})
-            print(f"  {rows}x{hidden:<6} {name:<12} {us:8.2f} us/call", flush=True)
+        calls = ladder(kernel, hidden, torch.bfloat16, device)
+        for round_index in range(rounds):
+            for name, call in calls.items():
+                with torch.no_grad():
+                    us = base.time_eager_us(call, inputs, device, settings)
+                rows_out.append({"impl": name, "shape": f"{rows}x{hidden}", "dtype": "bf16", "us_eager": us,
+                                 "round": round_index})
+                print(f"  {rows}x{hidden:<6} round {round_index} {name:<12} {us:8.2f} us/call", flush=True)
     return rows_out
+
+
+def print_summary(rows):
+    """Median and spread over rounds, per shape, PDL setting and call."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["shape"], row["pdl"], row["impl"]), []).append(row["us_eager"])
+    print("[launch] over rounds: median (min-max) us/call")
+    for (shape, pdl, impl), values in groups.items():
+        values = sorted(values)
+        median = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
+        print(f"  {shape:<8} pdl {'on ' if pdl else 'off'} {impl:<12} {median:7.2f} ({values[0]:.2f}-{values[-1]:.2f})")
 
 
 def main(argv=None):
@@ -85,6 +106,9 @@ def main(argv=None):
     parser.add_argument("--out", help="JSON path")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shapes", default="1x4096,8x4096")
+    parser.add_argument("--rounds", type=int, default=3, help="times the whole ladder runs per shape")
+    parser.add_argument("--samples", type=int, default=7, help="timed samples per call and round (median)")
+    parser.add_argument("--sample-ms", type=float, default=50.0, help="length of one sample")
     args = parser.parse_args(argv)
     args.fake_kernel = False
     device = torch.device("cuda")
@@ -92,10 +116,10 @@ def main(argv=None):
     if kernel is None:
         raise SystemExit(f"our kernel did not load: {error}")
     shapes = [base.parse_shape(s) for s in args.shapes.split(",")]
-    settings = base.TimingSettings(eager_samples=7, eager_sample_seconds=0.05)
+    settings = base.TimingSettings(eager_samples=args.samples, eager_sample_seconds=args.sample_ms / 1e3)
     label = "pdl off" if os.environ.get("RMSNORM_DISABLE_PDL") == "1" else "pdl on"
     print(f"[launch] {label}", flush=True)
-    rows = run_ladder(kernel, shapes, settings, device)
+    rows = run_ladder(kernel, shapes, settings, device, args.rounds)
     for row in rows:
         row["pdl"] = label == "pdl on"
     if args.child:
@@ -109,6 +133,7 @@ def main(argv=None):
         print(child.stderr[-3000:], file=sys.stderr)
         raise SystemExit("the PDL-off child run failed")
     rows += json.loads(child.stdout[child.stdout.index("JSON") + 4:])
+    print_summary(rows)
     result = base.environment(device, kernel, None, args)
     result["rows"] = rows
     if args.out:

@@ -26,6 +26,36 @@ def test_public_api(kernel):
     assert kernel.__name__.startswith("_rmsnorm_")  # imported under its build id
 
 
+def _our_op_names(fn):
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        result = fn()
+    return sorted(e.name.split("::")[1] for e in prof.events() if e.name.startswith("_rmsnorm_")), result
+
+
+@pytest.mark.parametrize("grad_context", ["no_grad", "inference_mode"])
+def test_grad_free_calls_take_the_twin_ops(kernel, device, grad_context):
+    """Without grad the public calls go to the grad-free twins (no Python
+    autograd kernel on the way); with grad, to the ops that carry the
+    formula. Both give HF's bits, and kernel_op_counts reports either under
+    the public op's name."""
+    x = torch.randn(3, 64, device=device, dtype=torch.bfloat16, requires_grad=True)
+    w = (torch.rand(64, device=device, dtype=torch.bfloat16) + 0.5).requires_grad_()
+    residual = torch.randn(3, 64, device=device, dtype=torch.bfloat16)
+    context = torch.no_grad if grad_context == "no_grad" else torch.inference_mode
+    with context():
+        names, y = _our_op_names(lambda: kernel.rms_norm(x, w, 1e-6))
+        fused_names, (out, res) = _our_op_names(lambda: kernel.fused_add_rms_norm(x, residual, w, 1e-6))
+        assert kernel.kernel_op_counts(kernel.rms_norm, x, w, 1e-6) == {"rms_norm": 1}
+    assert names == ["rms_norm_no_grad"] and fused_names == ["add_rms_norm_no_grad"]
+    assert not y.requires_grad and y.grad_fn is None and not out.requires_grad
+    assert_bitwise(y, hf_reference(x.detach(), w.detach(), 1e-6))
+    assert_bitwise(res, (x.detach() + residual))
+
+    names, y_grad = _our_op_names(lambda: kernel.rms_norm(x, w, 1e-6))
+    assert names == ["rms_norm"] and y_grad.grad_fn is not None
+    assert_bitwise(y_grad.detach(), y)
+
+
 @pytest.mark.parametrize("x_dtype,w_dtype,out_dtype", [
     (torch.bfloat16, torch.bfloat16, torch.bfloat16),
     (torch.bfloat16, torch.float32, torch.float32),  # HF promotes: fp32 out

@@ -73,6 +73,10 @@ def test_opcheck(kernel, device, dtype):
     torch.library.opcheck(kernel.ops.rms_norm.default, (x.detach(), None, 1e-5))
     out = torch.empty_like(x.detach())
     torch.library.opcheck(kernel.ops.rms_norm_out.default, (out, x.detach(), w.detach(), 1e-6))
+    torch.library.opcheck(kernel.ops.rms_norm_no_grad.default, (x.detach(), w.detach(), 1e-6))
+    torch.library.opcheck(kernel.ops.rms_norm_no_grad.default, (x.detach(), None, 1e-5, 2))
+    torch.library.opcheck(kernel.ops.add_rms_norm_no_grad.default,
+                          (x.detach(), torch.randn_like(x.detach()), w.detach(), 1e-6))
 
 
 def test_compile_fullgraph_dynamic_no_recompile(device):

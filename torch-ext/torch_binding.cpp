@@ -260,17 +260,28 @@ TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops) {
   ops.def("add_rms_norm_(Tensor(a!) x, Tensor(b!) residual, Tensor weight, float epsilon, int order=0) -> ()");
   ops.def("rms_norm_backward(Tensor grad_output, Tensor input, Tensor? weight, float epsilon, int order=0)"
           " -> (Tensor, Tensor)");
+  // Grad-free twins of the two ops that carry a Python autograd formula. The
+  // dispatcher enters a Python autograd kernel even under no_grad; an op
+  // without one takes the C++ autograd fallback, which with grad disabled only
+  // redispatches. Python calls them when grad is off (torch-ext/rmsnorm/_call.py).
+  ops.def("rms_norm_no_grad(Tensor input, Tensor? weight, float epsilon, int order=0) -> Tensor");
+  ops.def("add_rms_norm_no_grad(Tensor x, Tensor residual, Tensor weight, float epsilon, int order=0)"
+          " -> (Tensor, Tensor)");
   ops.impl("rms_norm", c10::DeviceType::CPU, &rms_norm);
   ops.impl("rms_norm_out", c10::DeviceType::CPU, &rms_norm_out);
   ops.impl("add_rms_norm", c10::DeviceType::CPU, &add_rms_norm);
   ops.impl("add_rms_norm_", c10::DeviceType::CPU, &add_rms_norm_);
   ops.impl("rms_norm_backward", c10::DeviceType::CPU, &rms_norm_backward);
+  ops.impl("rms_norm_no_grad", c10::DeviceType::CPU, &rms_norm);
+  ops.impl("add_rms_norm_no_grad", c10::DeviceType::CPU, &add_rms_norm);
 #if defined(CUDA_KERNEL)
   ops.impl("rms_norm", c10::DeviceType::CUDA, &rms_norm);
   ops.impl("rms_norm_out", c10::DeviceType::CUDA, &rms_norm_out);
   ops.impl("add_rms_norm", c10::DeviceType::CUDA, &add_rms_norm);
   ops.impl("add_rms_norm_", c10::DeviceType::CUDA, &add_rms_norm_);
   ops.impl("rms_norm_backward", c10::DeviceType::CUDA, &rms_norm_backward);
+  ops.impl("rms_norm_no_grad", c10::DeviceType::CUDA, &rms_norm);
+  ops.impl("add_rms_norm_no_grad", c10::DeviceType::CUDA, &add_rms_norm);
 #endif
 }
 

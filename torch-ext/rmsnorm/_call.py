@@ -1,11 +1,15 @@
 """The one place that calls the ops.
 
-The ops carry Python autograd registrations; the dispatcher enters them on
-every call while grad mode is on or off (they check and step aside
-themselves), which measured 3.7 us per call on the CPU under torch.no_grad(),
-as much as the rest of the call. With grad disabled nothing can need a graph,
-so the call goes below the Autograd key directly (2.3 + 0.9 us). Compiled code
-never takes that branch: torch.compile traces the plain call.
+`rms_norm` and `add_rms_norm` carry Python autograd registrations; the
+dispatcher enters them on every call, grad mode on or off (they check and
+step aside themselves), which measured 3.7 us per call on the CPU under
+torch.no_grad(), as much as the rest of the call. With grad disabled nothing
+can need a graph, so the call goes to the ops' grad-free twins
+(`*_no_grad`: the same C++ functions, fake implementations and checks, no
+autograd formula), whose autograd step is the dispatcher's C++ fallback. An
+earlier form stepped below the Autograd key with a guard from Python, which
+cost three Python-to-C++ calls a call. Compiled code never takes that branch:
+torch.compile traces the ops that carry the formula.
 """
 
 from typing import Optional
@@ -20,7 +24,9 @@ ORDERS = {"llama": LLAMA, "olmo": OLMO, "gemma": GEMMA}
 
 _rms_norm = ops.rms_norm.default
 _add_rms_norm = ops.add_rms_norm.default
-_below_autograd = torch._C._AutoDispatchBelowAutograd
+_rms_norm_no_grad = ops.rms_norm_no_grad.default
+_add_rms_norm_no_grad = ops.add_rms_norm_no_grad.default
+_is_grad_enabled = torch.is_grad_enabled
 _is_compiling = torch.compiler.is_compiling
 
 
@@ -32,14 +38,12 @@ def order_code(order: str) -> int:
 
 
 def rms_norm_op(x: torch.Tensor, weight: Optional[torch.Tensor], eps: float, order: int = LLAMA) -> torch.Tensor:
-    if torch.is_grad_enabled() or _is_compiling():
+    if _is_grad_enabled() or _is_compiling():
         return _rms_norm(x, weight, eps, order)
-    with _below_autograd():
-        return _rms_norm(x, weight, eps, order)
+    return _rms_norm_no_grad(x, weight, eps, order)
 
 
 def add_rms_norm_op(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, order: int = LLAMA):
-    if torch.is_grad_enabled() or _is_compiling():
+    if _is_grad_enabled() or _is_compiling():
         return _add_rms_norm(x, residual, weight, eps, order)
-    with _below_autograd():
-        return _add_rms_norm(x, residual, weight, eps, order)
+    return _add_rms_norm_no_grad(x, residual, weight, eps, order)

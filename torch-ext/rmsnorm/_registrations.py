@@ -20,6 +20,7 @@ def _result_dtype(input: torch.Tensor, weight: Optional[torch.Tensor], order: in
 
 
 @torch.library.register_fake(add_op_namespace_prefix("rms_norm"))
+@torch.library.register_fake(add_op_namespace_prefix("rms_norm_no_grad"))
 def _rms_norm_fake(input, weight, epsilon, order=LLAMA):
     return input.new_empty(input.shape, dtype=_result_dtype(input, weight, order))
 
@@ -30,6 +31,7 @@ def _rms_norm_out_fake(out, input, weight, epsilon, order=LLAMA):
 
 
 @torch.library.register_fake(add_op_namespace_prefix("add_rms_norm"))
+@torch.library.register_fake(add_op_namespace_prefix("add_rms_norm_no_grad"))
 def _add_rms_norm_fake(x, residual, weight, epsilon, order=LLAMA):
     return x.new_empty(x.shape), residual.new_empty(residual.shape)
 

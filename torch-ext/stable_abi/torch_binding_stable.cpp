@@ -296,6 +296,10 @@ STABLE_TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops) {
   ops.def("add_rms_norm_(Tensor(a!) x, Tensor(b!) residual, Tensor weight, float epsilon, int order=0) -> ()");
   ops.def("rms_norm_backward(Tensor grad_output, Tensor input, Tensor? weight, float epsilon, int order=0)"
           " -> (Tensor, Tensor)");
+  // Grad-free twins (torch-ext/torch_binding.cpp says why).
+  ops.def("rms_norm_no_grad(Tensor input, Tensor? weight, float epsilon, int order=0) -> Tensor");
+  ops.def("add_rms_norm_no_grad(Tensor x, Tensor residual, Tensor weight, float epsilon, int order=0)"
+          " -> (Tensor, Tensor)");
 }
 
 STABLE_TORCH_LIBRARY_IMPL_EXPAND(TORCH_EXTENSION_NAME, CPU, ops) {
@@ -304,6 +308,8 @@ STABLE_TORCH_LIBRARY_IMPL_EXPAND(TORCH_EXTENSION_NAME, CPU, ops) {
   ops.impl("add_rms_norm", TORCH_BOX(&add_rms_norm));
   ops.impl("add_rms_norm_", TORCH_BOX(&add_rms_norm_));
   ops.impl("rms_norm_backward", TORCH_BOX(&rms_norm_backward));
+  ops.impl("rms_norm_no_grad", TORCH_BOX(&rms_norm));
+  ops.impl("add_rms_norm_no_grad", TORCH_BOX(&add_rms_norm));
 }
 
 #if defined(CUDA_KERNEL)
@@ -313,6 +319,8 @@ STABLE_TORCH_LIBRARY_IMPL_EXPAND(TORCH_EXTENSION_NAME, CUDA, ops) {
   ops.impl("add_rms_norm", TORCH_BOX(&add_rms_norm));
   ops.impl("add_rms_norm_", TORCH_BOX(&add_rms_norm_));
   ops.impl("rms_norm_backward", TORCH_BOX(&rms_norm_backward));
+  ops.impl("rms_norm_no_grad", TORCH_BOX(&rms_norm));
+  ops.impl("add_rms_norm_no_grad", TORCH_BOX(&add_rms_norm));
 }
 #endif
 
