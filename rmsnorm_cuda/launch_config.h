@@ -511,6 +511,35 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
   return config;
 }
 
+// Few rows: where every row of an unsplit aligned layout is resident at
+// once (at most kRowBlockFewRowsPerSm a SM), a row's latency is its warps'
+// serial instructions (loads, squares, normalize, stores: 455 a warp at
+// 128x4096 bf16 on 128 threads, one warp a scheduler; Nsight, NOTES.md v22),
+// so the row takes more threads of kRowBlockFewRowsChunksPerThread chunks,
+// as many as the SM holds for its rows (the kernel's register cap:
+// 512 * row_block_min_blocks threads a SM). H200, bf16 unless named, us,
+// 4 -> 2 chunks a thread: 8x4096 2.13 -> 2.09, 32x4096 2.48 -> 2.42,
+// 128x4096 2.79 -> 2.73 (fp16 2.80 -> 2.75, fp32 at 512 threads 3.22 ->
+// 3.19), 256x4096 3.25 -> 3.22, 512x4096 4.21 -> 4.17, 64x3584 2.57 -> 2.53,
+// 128x5120 2.97 -> 2.93; one chunk a thread (512 threads) lost at 128x4096
+// (2.78), and fp32 512x4096 at 512 threads, two rows of four resident,
+// 5.89 -> 7.16 (hence the SM's share).
+constexpr int kRowBlockFewRowsChunksPerThread = 2;
+constexpr int kRowBlockFewRowsPerSm = 4;
+inline int row_block_threads_for_rows(const AtenRowBlockConfig& config, int64_t hidden, int element_bytes,
+                                      bool same_types, const AtenSumLayout& sum, bool odd_rows, int64_t rows,
+                                      int sm_count) {
+  if (!config.supported || odd_rows || sum.warps > 1 || sm_count <= 0) return config.threads;
+  const int64_t rows_per_sm = (rows + sm_count - 1) / sm_count;
+  if (rows_per_sm > kRowBlockFewRowsPerSm) return config.threads;
+  const int64_t chunks = hidden * element_bytes / 16;
+  const int64_t wanted = (chunks + kRowBlockFewRowsChunksPerThread - 1) / kRowBlockFewRowsChunksPerThread;
+  const int64_t threads_per_sm = int64_t(kAtenMaxThreads) * row_block_min_blocks(same_types, false);
+  const int64_t fitting = threads_per_sm / rows_per_sm / 32 * 32;
+  const int64_t threads = std::min<int64_t>({(wanted + 31) / 32 * 32, fitting, kAtenMaxThreads});
+  return std::max(config.threads, int(threads));
+}
+
 // Rows the register kernel holds that the row-block kernel moves faster:
 // where ATen's threads hold min_groups float4 groups of the row or more
 // (hidden / 4 / ATen's threads per row, as the rows are, not as the

@@ -9,6 +9,7 @@
 #include <torch/all.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iterator>
 #include <type_traits>
 #include <utility>
@@ -2026,9 +2027,19 @@ bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   if (row_block_use() == RowBlockUse::kOff || !(rows_aligned || odd_rows)) return false;
   const AtenRowBlockConfig config = pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum, odd_rows);
   if (!config.supported) return false;
+  // RMSNORM_ROW_BLOCK_FEW=0: few rows keep the table's threads (A/B runs in one build).
+  static const bool few_rows_threads = [] {
+    const char* env = std::getenv("RMSNORM_ROW_BLOCK_FEW");
+    return env == nullptr || env[0] != '0';
+  }();
+  const int threads = few_rows_threads
+                          ? row_block_threads_for_rows(config, layout.hidden, int(sizeof(T)), sizeof(W) == sizeof(T),
+                                                       sum, odd_rows, layout.rows,
+                                                       at::cuda::getDeviceProperties(device)->multiProcessorCount)
+                          : config.threads;
   auto launch_with = [&](auto kernel) {
     allow_dynamic_smem(kernel, config.staged_bytes, device);
-    launch_kernel_with_smem(kernel, dim3(unsigned(layout.rows)), dim3(config.threads), stream, programmatic,
+    launch_kernel_with_smem(kernel, dim3(unsigned(layout.rows)), dim3(threads), stream, programmatic,
                             config.staged_bytes, args, sum.lanes, sum.warps);
   };
   if (odd_rows) {

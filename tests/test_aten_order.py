@@ -334,6 +334,51 @@ def test_row_block_config_gives_each_lane_a_thread(tmp_path):
     assert not {(8192, 8191, 2), (8192, 8191, 4), (8, 8192, 2)} & taken
 
 
+ROW_BLOCK_FEW_ROWS_PROGRAM = shape_program(r"""
+    const bool odd = hidden * bytes % 16 != 0;
+    const auto c = rmsnorm::pick_aten_row_block_config(hidden, bytes, sum, odd);
+    const int same = rmsnorm::row_block_threads_for_rows(c, hidden, bytes, true, sum, odd, rows, 132);
+    const int wide_weight = rmsnorm::row_block_threads_for_rows(c, hidden, bytes, false, sum, odd, rows, 132);
+    std::printf("%d %d %d %d %d\n", int(c.supported), c.threads, same, wide_weight, sum.warps);""")
+
+
+def test_row_block_gives_few_rows_more_threads(tmp_path):
+    """row_block_threads_for_rows: aligned, unsplit rows at most 4 a SM (132
+    SMs) take threads of 2 chunks each instead of 4, as many as fit the SM
+    beside the other resident rows (1024 threads a SM at the kernel's
+    64-register cap for a weight of the row's type, 512 at 128 for a wider
+    weight), never fewer than the table's; odd rows, split layouts and more
+    rows keep the table's threads."""
+    cases = [(r, h, b) for r in (1, 8, 32, 128, 132, 133, 264, 265, 512, 528, 529, 2048)
+             for h in (896, 2048, 3584, 4096, 4097, 5120, 8192) for b in (2, 4)]
+    out = run_host_program(tmp_path, ROW_BLOCK_FEW_ROWS_PROGRAM, [f"{r} {h} {b}" for r, h, b in cases])
+    got = {}
+    for (rows, hidden, element_bytes), line in zip(cases, out):
+        supported, table, same, wide_weight, warps = (int(v) for v in line.split())
+        case = (rows, hidden, element_bytes, line)
+        if not supported:
+            continue
+        got[(rows, hidden, element_bytes)] = (table, same, wide_weight)
+        rows_per_sm = -(-rows // 132)
+        odd = hidden * element_bytes % 16 != 0
+        for threads, per_sm in ((same, 1024), (wide_weight, 512)):
+            if odd or warps > 1 or rows_per_sm > 4:
+                assert threads == table, case
+                continue
+            wanted = 32 * -(-(hidden * element_bytes // 16 // 2) // 32)
+            fitting = per_sm // rows_per_sm // 32 * 32
+            assert threads == max(table, min(wanted, fitting, 512)), case
+    # the measured cases (NOTES.md v22): 16-bit rows of 4096 on 256 threads up to 528 rows, 128 past it
+    assert all(got[(r, 4096, 2)][:2] == (128, 256) for r in (8, 32, 128, 264, 512, 528))
+    assert got[(529, 4096, 2)] == (128, 128, 128)
+    # fp32 rows of 4096: 512 threads for one row a SM, the table's 256 at four (512x4096 lost at 512)
+    assert got[(128, 4096, 4)] == (256, 512, 512) and got[(512, 4096, 4)] == (256, 256, 256)
+    # a wider weight (128 registers): 256 threads at two rows a SM, the table's 128 at four
+    assert got[(264, 4096, 2)][2] == 256 and got[(528, 4096, 2)][2] == 128
+    assert got[(528, 3584, 2)] == (128, 224, 128)
+    assert got[(128, 4097, 2)][0] == got[(128, 4097, 2)][1]  # odd rows: the table's
+
+
 FOLDED_PROGRAM = shape_program(r"""
     const auto c = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, false, rows, 132, true);
     const auto fused = rmsnorm::pick_aten_folded_config(hidden, bytes, bytes, sum, true, rows, 132, true);
