@@ -514,14 +514,14 @@ inline AtenRowBlockConfig pick_aten_row_block_config(int64_t hidden, int element
 // Few rows: where every row of an unsplit aligned layout is resident at
 // once (at most kRowBlockFewRowsPerSm a SM), a row's latency is its warps'
 // serial instructions (loads, squares, normalize, stores: 455 a warp at
-// 128x4096 bf16 on 128 threads, one warp a scheduler; Nsight, NOTES.md v22),
+// 128x4096 bf16 on 128 threads, one warp a scheduler; Nsight, NOTES.md v22b),
 // so the row takes more threads of kRowBlockFewRowsChunksPerThread chunks,
 // as many as the SM holds for its rows (the kernel's register cap:
 // 512 * row_block_min_blocks threads a SM). H200, bf16 unless named, us,
 // 4 -> 2 chunks a thread: 8x4096 2.13 -> 2.09, 32x4096 2.48 -> 2.42,
 // 128x4096 2.79 -> 2.73 (fp16 2.80 -> 2.75, fp32 at 512 threads 3.22 ->
 // 3.19), 256x4096 3.25 -> 3.22, 512x4096 4.21 -> 4.17, 64x3584 2.57 -> 2.53,
-// 128x5120 2.97 -> 2.93; one chunk a thread (512 threads) lost at 128x4096
+// 128x5120 2.97 -> 2.92; one chunk a thread (512 threads) lost at 128x4096
 // (2.78), and fp32 512x4096 at 512 threads, two rows of four resident,
 // 5.89 -> 7.16 (hence the SM's share).
 constexpr int kRowBlockFewRowsChunksPerThread = 2;

@@ -52,8 +52,14 @@ def test_grad_free_calls_take_the_twin_ops(kernel, device, grad_context):
     assert_bitwise(res, (x.detach() + residual))
 
     names, y_grad = _our_op_names(lambda: kernel.rms_norm(x, w, 1e-6))
+    fused_names, (out_grad, _) = _our_op_names(lambda: kernel.fused_add_rms_norm(x, residual, w, 1e-6))
     assert names == ["rms_norm"] and y_grad.grad_fn is not None
+    assert fused_names == ["add_rms_norm"] and out_grad.grad_fn is not None
     assert_bitwise(y_grad.detach(), y)
+    # grad on, nothing requiring grad: still the op with the formula (no graph is recorded either way)
+    names, y_plain = _our_op_names(lambda: kernel.rms_norm(x.detach(), w.detach(), 1e-6))
+    assert names == ["rms_norm"] and y_plain.grad_fn is None
+    assert_bitwise(y_plain, y)
 
 
 @pytest.mark.parametrize("x_dtype,w_dtype,out_dtype", [

@@ -98,6 +98,31 @@ def test_compile_fullgraph_dynamic_no_recompile(device):
             torch.testing.assert_close(got, model(ids).logits, **exact)
 
 
+def test_compile_and_export_under_no_grad_trace_the_op_with_the_formula(kernel, device):
+    """Eager calls under no_grad take the grad-free twin (test_api); what
+    torch.compile and torch.export record is the op that carries the
+    autograd formula, so their graphs stay trainable."""
+    norm = kernel.layers.RMSNorm()
+    norm.weight = torch.nn.Parameter(torch.rand(64, device=device) + 0.5)
+    norm.variance_epsilon = 1e-6
+    x = torch.randn(3, 64, device=device)
+    seen = []
+
+    def capture(graph_module, example_inputs):
+        seen.extend(str(n.target) for n in graph_module.graph.nodes if n.op == "call_function")
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    with torch.no_grad():
+        expected = norm(x)
+        torch.testing.assert_close(torch.compile(norm, backend=capture, fullgraph=True)(x), expected, rtol=0, atol=0)
+        exported = torch.export.export(norm, (x,))
+    traced = [str(n.target) for n in exported.graph.nodes if n.op == "call_function"]
+    for targets in (seen, traced):
+        ours = [t for t in targets if t.startswith("_rmsnorm_")]
+        assert ours and all(t.endswith("::rms_norm.default") or t.endswith(".rms_norm.default") for t in ours), targets
+
+
 def test_training_step_matches_vanilla(device):
     torch.manual_seed(0)
     vanilla = tiny_llama(torch.float32, device).train()

@@ -512,3 +512,24 @@ def test_cu124_without_apt_is_skipped_by_the_matrix(monkeypatch, tmp_path):
     skipped = {}
     assert variants.build_isolated([CU124], env_root=tmp_path, skipped=skipped, log=lambda *_: None) == {}
     assert "apt-get" in skipped[CU124] and "RMSNORM_CUDA_HOME_CU124" in skipped[CU124]
+
+
+def test_stable_binding_defines_and_implements_the_same_ops():
+    """The stable-ABI binding (built on request, not in CI) registers the same
+    schemas as the regular one, each with a CPU and a CUDA implementation, so
+    a new op (v22's grad-free twins) cannot be left out of it unnoticed."""
+    import re
+
+    def registrations(path):
+        text = (build.REPO_ROOT / path).read_text()
+        schemas = re.findall(r'ops\.def\(((?:\s*"[^"]*")+)\)', text)
+        defs = sorted(re.sub(r'"\s*"', "", s).strip().strip('"') for s in schemas)
+        impls = sorted(re.findall(r'ops\.impl\("(\w+)"', text))
+        return defs, impls
+
+    regular_defs, regular_impls = registrations("torch-ext/torch_binding.cpp")
+    stable_defs, stable_impls = registrations("torch-ext/stable_abi/torch_binding_stable.cpp")
+    assert len(regular_defs) == 7 and any(d.startswith("rms_norm_no_grad(") for d in regular_defs)
+    assert stable_defs == regular_defs
+    names = sorted(d.split("(")[0] for d in regular_defs)
+    assert regular_impls == stable_impls == sorted(names * 2)  # CPU and CUDA each

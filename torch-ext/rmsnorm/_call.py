@@ -2,14 +2,17 @@
 
 `rms_norm` and `add_rms_norm` carry Python autograd registrations; the
 dispatcher enters them on every call, grad mode on or off (they check and
-step aside themselves), which measured 3.7 us per call on the CPU under
-torch.no_grad(), as much as the rest of the call. With grad disabled nothing
-can need a graph, so the call goes to the ops' grad-free twins
-(`*_no_grad`: the same C++ functions, fake implementations and checks, no
-autograd formula), whose autograd step is the dispatcher's C++ fallback. An
-earlier form stepped below the Autograd key with a guard from Python, which
-cost three Python-to-C++ calls a call. Compiled code never takes that branch:
-torch.compile traces the ops that carry the formula.
+step aside themselves): under torch.no_grad() that cost ~6 us a call on the
+CPU here (11.4 us against 5.2 below the Autograd key; benchmarks/NOTES.md
+v22), more than the rest of the call. With grad disabled nothing can need a
+graph, so eager calls go to the ops' grad-free twins (`*_no_grad`: the same
+C++ functions, fake implementations and checks, no autograd formula), whose
+autograd step is the dispatcher's C++ fallback (4.3 us). v10-v21 stepped
+below the Autograd key with a guard entered from Python, three
+Python-to-C++ calls a call. torch.compile and torch.export trace the ops
+that carry the formula (`is_compiling()`); a graph traced outside them
+under no_grad (make_fx, torch.jit.trace) records a twin, which in a later
+replay with grad enabled has no backward (the fallback warns at backward).
 """
 
 from typing import Optional
