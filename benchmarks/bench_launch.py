@@ -28,6 +28,7 @@ cudaLaunchKernelEx with the programmatic-serialization attribute).
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -95,9 +96,8 @@ def print_summary(rows):
         groups.setdefault((row["shape"], row["pdl"], row["impl"]), []).append(row["us_eager"])
     print("[launch] over rounds: median (min-max) us/call")
     for (shape, pdl, impl), values in groups.items():
-        values = sorted(values)
-        median = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
-        print(f"  {shape:<8} pdl {'on ' if pdl else 'off'} {impl:<12} {median:7.2f} ({values[0]:.2f}-{values[-1]:.2f})")
+        print(f"  {shape:<8} pdl {'on ' if pdl else 'off'} {impl:<12} {statistics.median(values):7.2f} "
+              f"({min(values):.2f}-{max(values):.2f})")
 
 
 def main(argv=None):

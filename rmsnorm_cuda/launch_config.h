@@ -529,7 +529,7 @@ constexpr int kRowBlockFewRowsPerSm = 4;
 inline int row_block_threads_for_rows(const AtenRowBlockConfig& config, int64_t hidden, int element_bytes,
                                       bool same_types, const AtenSumLayout& sum, bool odd_rows, int64_t rows,
                                       int sm_count) {
-  if (!config.supported || odd_rows || sum.warps > 1 || sm_count <= 0) return config.threads;
+  if (!config.supported || odd_rows || sum.warps > 1 || rows <= 0 || sm_count <= 0) return config.threads;
   const int64_t rows_per_sm = (rows + sm_count - 1) / sm_count;
   if (rows_per_sm > kRowBlockFewRowsPerSm) return config.threads;
   const int64_t chunks = hidden * element_bytes / 16;

@@ -2022,7 +2022,8 @@ bool launch_aten_registers(const NormArgs<T, W, O, A>& args, const AtenSumLayout
 // chunks (rows_on), strided or not, and odd rows (odd_rows_for_row_block).
 template <typename T, typename W, typename O, typename A, bool kHasWeight, bool kFusedAdd, bool kFp32Scale>
 bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout& sum, bool rows_aligned,
-                           bool odd_rows, int device, cudaStream_t stream, bool programmatic) {
+                           bool odd_rows, const cudaDeviceProp* props, int device, cudaStream_t stream,
+                           bool programmatic) {
   const RowLayout& layout = args.layout;
   if (row_block_use() == RowBlockUse::kOff || !(rows_aligned || odd_rows)) return false;
   const AtenRowBlockConfig config = pick_aten_row_block_config(layout.hidden, int(sizeof(T)), sum, odd_rows);
@@ -2034,8 +2035,7 @@ bool launch_aten_row_block(const NormArgs<T, W, O, A>& args, const AtenSumLayout
   }();
   const int threads = few_rows_threads
                           ? row_block_threads_for_rows(config, layout.hidden, int(sizeof(T)), sizeof(W) == sizeof(T),
-                                                       sum, odd_rows, layout.rows,
-                                                       at::cuda::getDeviceProperties(device)->multiProcessorCount)
+                                                       sum, odd_rows, layout.rows, props->multiProcessorCount)
                           : config.threads;
   auto launch_with = [&](auto kernel) {
     allow_dynamic_smem(kernel, config.staged_bytes, device);
@@ -2137,7 +2137,7 @@ void launch(NormArgs<T, W, O, A> args, int device, cudaStream_t stream) {
       return;
     }
     if (sum.supported && launch_aten_row_block<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
-                             args, sum, rows_aligned, odd_rows, device, stream, programmatic)) {
+                             args, sum, rows_aligned, odd_rows, props, device, stream, programmatic)) {
       return;
     }
     if (sum.supported && launch_aten_span<T, W, O, A, kHasWeight, kFusedAdd, kFp32Scale>(
